@@ -1,0 +1,192 @@
+/**
+ * Every message that crosses a stage boundary. Each carries an `Origin`: the id of the
+ * tick that started the chain and that tick's receive time, so any stage can measure
+ * tick→here latency and any order can be traced back to its tick.
+ */
+import { Schema } from "effect"
+
+const PositiveFinite = Schema.Finite.check(Schema.isGreaterThan(0))
+const NonNegativeFinite = Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0))
+const EpochMillis = Schema.Finite
+
+export const Symbol = Schema.String.check(Schema.isPattern(/^[A-Z0-9]{2,20}$/))
+
+/** Where a message came from: the tick id (`SYMBOL:tradeId`) and its receive time (epoch ms, Clock). */
+export const Origin = Schema.Struct({
+  tickId: Schema.String,
+  receivedAt: EpochMillis
+})
+export type Origin = typeof Origin.Type
+
+/** A normalized trade. `side` is the taker's side (Binance `m: true` means the buyer was the maker → taker SELL). */
+export const Tick = Schema.Struct({
+  symbol: Symbol,
+  price: PositiveFinite,
+  size: NonNegativeFinite,
+  side: Schema.Literals(["BUY", "SELL"]),
+  tradeId: Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)),
+  ts: EpochMillis,
+  receivedAt: EpochMillis
+})
+export type Tick = typeof Tick.Type
+
+export const tickId = (tick: Pick<Tick, "symbol" | "tradeId">): string => `${tick.symbol}:${tick.tradeId}`
+export const originOf = (tick: Tick): Origin => ({ tickId: tickId(tick), receivedAt: tick.receivedAt })
+
+export const SignalSide = Schema.Literals(["LONG", "SHORT"])
+export type SignalSide = typeof SignalSide.Type
+
+export const Candidate = Schema.Struct({
+  /** Deterministic: `<SYMBOL>-<tradeId>-<L|S>`, so a replay or a restart yields the same id. */
+  id: Schema.String,
+  symbol: Symbol,
+  side: SignalSide,
+  price: PositiveFinite,
+  ma10: Schema.Finite,
+  ma30: Schema.Finite,
+  delta: Schema.Finite,
+  tickTradeId: Schema.Int,
+  ts: EpochMillis,
+  origin: Origin
+})
+export type Candidate = typeof Candidate.Type
+
+export const candidateId = (symbol: string, tradeId: number, side: SignalSide): string =>
+  `${symbol}-${tradeId}-${side === "LONG" ? "L" : "S"}`
+
+/** LONG opens a position (BUY), SHORT closes an open long (SELL): spot, long-only. */
+export const Action = Schema.Literals(["OPEN", "CLOSE"])
+export type Action = typeof Action.Type
+
+export const Approved = Schema.TaggedStruct("Approved", {
+  /** Same as the candidate's id; the order's clientOrderId derives from it. */
+  id: Schema.String,
+  candidate: Candidate,
+  action: Action,
+  orderSide: Schema.Literals(["BUY", "SELL"]),
+  qty: PositiveFinite,
+  ts: EpochMillis,
+  origin: Origin
+})
+export type Approved = typeof Approved.Type
+
+export const RejectReason = Schema.Literals([
+  "PositionOpen",
+  "PositionPending",
+  "NoPosition",
+  "TradesPerMinute",
+  "TradesPerHour",
+  "MaxPosition",
+  "Paused",
+  "SymbolHalted"
+])
+export type RejectReason = typeof RejectReason.Type
+
+export const Rejected = Schema.TaggedStruct("Rejected", {
+  id: Schema.String,
+  candidate: Candidate,
+  reason: RejectReason,
+  detail: Schema.String,
+  ts: EpochMillis,
+  origin: Origin
+})
+export type Rejected = typeof Rejected.Type
+
+export const OrderSide = Schema.Literals(["BUY", "SELL"])
+export type OrderSide = typeof OrderSide.Type
+
+const OrderRef = {
+  /** The approved signal this order executes. */
+  signalId: Schema.String,
+  clientOrderId: Schema.String,
+  symbol: Symbol,
+  side: OrderSide,
+  qty: Schema.Finite,
+  ts: EpochMillis,
+  origin: Origin
+}
+
+export const Fill = Schema.Struct({
+  price: Schema.Finite,
+  qty: Schema.Finite,
+  commission: Schema.Finite,
+  commissionAsset: Schema.String,
+  tradeId: Schema.optional(Schema.Int)
+})
+export type Fill = typeof Fill.Type
+
+/** The order was about to be sent. Written before the REST call: a restart sees it in flight. */
+export const OrderSubmitted = Schema.TaggedStruct("OrderSubmitted", { ...OrderRef })
+/** The exchange accepted the order (e.g. a LIMIT resting on the book). */
+export const OrderAccepted = Schema.TaggedStruct("OrderAccepted", {
+  ...OrderRef,
+  orderId: Schema.Int,
+  status: Schema.String
+})
+export const OrderFilled = Schema.TaggedStruct("OrderFilled", {
+  ...OrderRef,
+  orderId: Schema.Int,
+  status: Schema.String,
+  executedQty: Schema.Finite,
+  avgPrice: Schema.Finite,
+  quoteQty: Schema.Finite,
+  commission: Schema.Finite,
+  commissionAsset: Schema.String,
+  fills: Schema.Array(Fill)
+})
+/** The exchange (or a local filter) refused the order: it does not exist. */
+export const OrderRejected = Schema.TaggedStruct("OrderRejected", {
+  ...OrderRef,
+  code: Schema.Int,
+  reason: Schema.String
+})
+/** The outcome is unknown (timeout, dropped connection, 5xx): the order may exist; it stays in flight. */
+export const OrderUncertain = Schema.TaggedStruct("OrderUncertain", {
+  ...OrderRef,
+  reason: Schema.String
+})
+/** The order could not be placed and will not be retried (e.g. trading stopped for the symbol). */
+export const OrderFailed = Schema.TaggedStruct("OrderFailed", {
+  ...OrderRef,
+  code: Schema.Int,
+  reason: Schema.String
+})
+
+export const OrderEvent = Schema.Union([
+  OrderSubmitted,
+  OrderAccepted,
+  OrderFilled,
+  OrderRejected,
+  OrderUncertain,
+  OrderFailed
+])
+export type OrderEvent = typeof OrderEvent.Type
+export type OrderFilled = typeof OrderFilled.Type
+
+/** Operator switch (Telegram /pause, /resume); travels on the bus so it works across services. */
+export const Control = Schema.Struct({
+  command: Schema.Literals(["pause", "resume"]),
+  by: Schema.String,
+  ts: EpochMillis
+})
+export type Control = typeof Control.Type
+
+/** A stage-level failure worth telling an operator about. */
+export const Alert = Schema.Struct({
+  source: Schema.String,
+  level: Schema.Literals(["warning", "error"]),
+  message: Schema.String,
+  ts: EpochMillis,
+  origin: Schema.optional(Origin)
+})
+export type Alert = typeof Alert.Type
+
+/** A message that could not be decoded, with the raw input attached. */
+export const DeadLetter = Schema.Struct({
+  topic: Schema.String,
+  key: Schema.String,
+  raw: Schema.String,
+  error: Schema.String,
+  ts: EpochMillis
+})
+export type DeadLetter = typeof DeadLetter.Type
