@@ -8,9 +8,9 @@
  * - a new group starts at `start` ("earliest" by default, so nothing is lost);
  * - an ephemeral subscription never commits and starts at the earliest offset: it is how stages rebuild state.
  */
-import { Context, Deferred, Effect, Schema, Stream } from "effect"
+import { Context, Effect, Pull, Schema, Stream } from "effect"
 import type { Scope } from "effect"
-import type { BusError } from "../domain/Errors.ts"
+import { BusError } from "../domain/Errors.ts"
 import type { Topic } from "../domain/Topics.ts"
 
 export interface Delivery<A> {
@@ -45,6 +45,8 @@ export interface BusShape {
    * counted, logged and committed; the stream goes on.
    */
   readonly subscribe: <A>(topic: Topic<A>, options: SubscribeOptions) => Stream.Stream<Delivery<A>, BusError>
+  /** Publishes an already-encoded payload as is (dead-letter forwarding, tests of undecodable input). */
+  readonly publishRaw: (topic: string, key: string, value: string) => Effect.Effect<void, BusError>
   readonly endOffsets: (topic: Topic<any>) => Effect.Effect<EndOffsets, BusError>
   /** Whether the transport is currently usable (for /health). */
   readonly ready: Effect.Effect<boolean>
@@ -62,36 +64,34 @@ export const topicCodec = <A>(topic: Topic<A>) => {
 }
 
 /**
- * Everything on `topic` now (from the earliest offset), then live messages: `initial` completes when the
- * reader has caught up with the end offsets taken at the start, so a stage can rebuild its state before it acts.
+ * Everything on `topic` now (from the earliest offset) as `history`, then `live` messages from the same reader,
+ * so a stage can rebuild its state before it acts and miss nothing in between. The reader lives in the caller's Scope.
  */
 export const replayThenLive = <A>(
   topic: Topic<A>,
   group: string
 ): Effect.Effect<
-  { readonly caughtUp: Effect.Effect<void>; readonly stream: Stream.Stream<A, BusError> },
+  { readonly history: ReadonlyArray<A>; readonly live: Stream.Stream<A, BusError> },
   BusError,
   Bus | Scope.Scope
 > =>
   Effect.gen(function*() {
     const bus = yield* Bus
     const ends = yield* bus.endOffsets(topic)
-    const done = yield* Deferred.make<void>()
     const pending = new Map<number, number>()
     for (const [partition, end] of ends) if (end > 0) pending.set(partition, end)
-    if (pending.size === 0) yield* Deferred.succeed(done, undefined)
-    const stream = bus.subscribe(topic, { group, ephemeral: true }).pipe(
-      Stream.tap((d) =>
-        Effect.suspend(() => {
-          const end = pending.get(d.partition)
-          if (end !== undefined && d.offset + 1 >= end) {
-            pending.delete(d.partition)
-            if (pending.size === 0) return Deferred.succeed(done, undefined)
-          }
-          return Effect.void
-        })
-      ),
-      Stream.map((d) => d.value)
-    )
-    return { caughtUp: Deferred.await(done), stream }
+    const pull = yield* Stream.toPull(bus.subscribe(topic, { group, ephemeral: true }))
+    const history: Array<A> = []
+    while (pending.size > 0) {
+      const chunk = yield* pull.pipe(
+        Pull.catchDone(() => Effect.fail(new BusError({ operation: "replay", topic: topic.name, message: "subscription ended" })))
+      )
+      for (const d of chunk) {
+        history.push(d.value)
+        const end = pending.get(d.partition)
+        if (end !== undefined && d.offset + 1 >= end) pending.delete(d.partition)
+      }
+    }
+    const live = Stream.fromPull(Effect.succeed(pull)).pipe(Stream.map((d) => d.value))
+    return { history, live }
   })

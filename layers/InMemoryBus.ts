@@ -1,0 +1,227 @@
+/**
+ * In-process Bus: one append-only log per topic (a single partition, so total order and hence per-key order),
+ * committed offsets per consumer group, bounded with back-pressure.
+ *
+ * Bounded: a topic keeps at most `capacity` messages. Past that, the oldest message is dropped once every durable
+ * group has committed it; while some group still needs it, `publish` waits (back-pressure), so nothing is lost.
+ * Messages are encoded with the topic's Schema exactly as over Kafka, so a schema mismatch shows up here too.
+ */
+import { Clock, Config, Deferred, Effect, Exit, Layer, Metric, Stream } from "effect"
+import { Bus, type BusShape, type Delivery, type SubscribeOptions, topicCodec } from "../src/bus/Bus.ts"
+import { BusError } from "../src/domain/Errors.ts"
+import type { DeadLetter } from "../src/domain/Messages.ts"
+import { DeadLetters, type Topic } from "../src/domain/Topics.ts"
+
+interface Entry {
+  readonly key: string
+  readonly value: string
+}
+
+interface Group {
+  committed: number
+  active: boolean
+}
+
+class TopicLog {
+  readonly entries: Array<Entry> = []
+  base = 0
+  readonly groups = new Map<string, Group>()
+  private appended = Deferred.makeUnsafe<void>()
+  private freed = Deferred.makeUnsafe<void>()
+  readonly capacity: number
+  constructor(capacity: number) {
+    this.capacity = capacity
+  }
+
+  get end(): number {
+    return this.base + this.entries.length
+  }
+
+  /** Offset below which every durable group has committed. */
+  floor(): number {
+    let min = this.end
+    for (const g of this.groups.values()) if (g.committed < min) min = g.committed
+    return min
+  }
+
+  trim(): void {
+    const excess = this.entries.length - this.capacity
+    if (excess <= 0) return
+    const n = Math.min(excess, this.floor() - this.base)
+    if (n > 0) {
+      this.entries.splice(0, n)
+      this.base += n
+    }
+  }
+
+  hasRoom(n: number): boolean {
+    this.trim()
+    return this.entries.length + n <= this.capacity || this.floor() - this.base >= n
+  }
+
+  append(messages: ReadonlyArray<Entry>): void {
+    for (const m of messages) this.entries.push(m)
+    this.trim()
+    const woke = this.appended
+    this.appended = Deferred.makeUnsafe<void>()
+    Deferred.doneUnsafe(woke, Exit.void)
+  }
+
+  commit(): void {
+    const woke = this.freed
+    this.freed = Deferred.makeUnsafe<void>()
+    Deferred.doneUnsafe(woke, Exit.void)
+  }
+
+  get onAppend(): Effect.Effect<void> {
+    return Deferred.await(this.appended)
+  }
+
+  get onFree(): Effect.Effect<void> {
+    return Deferred.await(this.freed)
+  }
+}
+
+const decodeFailures = Metric.counter("bus_decode_failures_total", {
+  description: "Messages that failed to decode and were dead-lettered"
+})
+
+export const makeInMemoryBus = (options: { readonly capacity?: number } = {}): BusShape => {
+  const capacity = options.capacity ?? 100_000
+  const logs = new Map<string, TopicLog>()
+  const logOf = (name: string): TopicLog => {
+    let log = logs.get(name)
+    if (log === undefined) {
+      log = new TopicLog(capacity)
+      logs.set(name, log)
+    }
+    return log
+  }
+
+  const append = (name: string, entries: ReadonlyArray<Entry>): Effect.Effect<void> => {
+    const log = logOf(name)
+    const loop: Effect.Effect<void> = Effect.suspend(() => {
+      if (log.hasRoom(entries.length) || entries.length > log.capacity) {
+        log.append(entries)
+        return Effect.void
+      }
+      return log.onFree.pipe(Effect.andThen(loop))
+    })
+    return loop
+  }
+
+  const publishAll = <A>(topic: Topic<A>, messages: ReadonlyArray<{ readonly key: string; readonly value: A }>) =>
+    Effect.suspend(() => {
+      const { encode } = topicCodec(topic)
+      const entries: Array<Entry> = []
+      for (const m of messages) entries.push({ key: m.key, value: encode(m.value) })
+      return append(topic.name, entries)
+    }).pipe(
+      Effect.catchDefect((defect) =>
+        Effect.fail(new BusError({ operation: "publish", topic: topic.name, message: String(defect) }))
+      )
+    )
+
+  const deadLetterCodec = topicCodec(DeadLetters)
+
+  const subscribe = <A>(topic: Topic<A>, options: SubscribeOptions): Stream.Stream<Delivery<A>, BusError> =>
+    Stream.unwrap(
+      Effect.gen(function*() {
+        const log = logOf(topic.name)
+        const { decode } = topicCodec(topic)
+        let group: Group | undefined
+        let position: number
+        if (options.ephemeral === true) {
+          position = log.base
+        } else {
+          group = log.groups.get(options.group)
+          if (group?.active === true) {
+            return yield* new BusError({
+              operation: "subscribe",
+              topic: topic.name,
+              message: `group ${options.group} already has an active consumer (the in-memory bus has one partition)`
+            })
+          }
+          if (group === undefined) {
+            group = { committed: options.start === "latest" ? log.end : log.base, active: true }
+            log.groups.set(options.group, group)
+          }
+          group.active = true
+          position = Math.max(group.committed, log.base)
+        }
+        yield* Effect.addFinalizer(() =>
+          Effect.sync(() => {
+            if (group !== undefined) group.active = false
+          })
+        )
+        const commitUpTo = (offset: number): Effect.Effect<void> =>
+          Effect.sync(() => {
+            if (group !== undefined && offset + 1 > group.committed) {
+              group.committed = offset + 1
+              log.commit()
+            }
+          })
+
+        const pull: Effect.Effect<ReadonlyArray<Delivery<A>>> = Effect.suspend(() => {
+          if (position < log.base) position = log.base
+          if (position >= log.end) return log.onAppend.pipe(Effect.andThen(pull))
+          const from = position - log.base
+          const slice = log.entries.slice(from, from + 512)
+          const out: Array<Delivery<A>> = []
+          const dead: Array<Effect.Effect<void>> = []
+          for (let i = 0; i < slice.length; i++) {
+            const offset = position + i
+            const entry = slice[i]
+            const decoded = decode(entry.value)
+            if (Exit.isSuccess(decoded)) {
+              out.push({
+                topic: topic.name,
+                key: entry.key,
+                value: decoded.value,
+                partition: 0,
+                offset,
+                commit: commitUpTo(offset)
+              })
+            } else {
+              dead.push(deadLetter(topic.name, entry, String(decoded.cause), commitUpTo(offset)))
+            }
+          }
+          position += slice.length
+          if (dead.length === 0) return Effect.succeed(out)
+          return Effect.all(dead, { discard: true }).pipe(Effect.as(out))
+        })
+        return Stream.fromEffectRepeat(pull).pipe(Stream.flattenIterable)
+      })
+    )
+
+  const deadLetter = (topic: string, entry: Entry, error: string, commit: Effect.Effect<void>) =>
+    Effect.gen(function*() {
+      const ts = yield* Clock.currentTimeMillis
+      yield* Metric.update(decodeFailures.pipe(Metric.withAttributes({ topic })), 1)
+      yield* Effect.logWarning("undecodable message dead-lettered", { topic, key: entry.key, raw: entry.value, error })
+      const letter: DeadLetter = { topic, key: entry.key, raw: entry.value, error, ts }
+      if (topic !== DeadLetters.name) yield* append(DeadLetters.name, [{ key: entry.key, value: deadLetterCodec.encode(letter) }])
+      yield* commit
+    })
+
+  return Bus.of({
+    publish: (topic, key, value) => publishAll(topic, [{ key, value }]),
+    publishAll,
+    subscribe,
+    endOffsets: (topic) => Effect.sync(() => new Map([[0, logOf(topic.name).end]])),
+    publishRaw: (name, key, value) => append(name, [{ key, value }]),
+    ready: Effect.succeed(true)
+  })
+}
+
+/** In-memory bus; capacity per topic from `BUS_CAPACITY` (default 100000 messages). */
+export const layer = Layer.effect(
+  Bus,
+  Effect.gen(function*() {
+    const capacity = yield* Config.Int("BUS_CAPACITY").pipe(Config.withDefault(100_000))
+    return makeInMemoryBus({ capacity })
+  })
+)
+
+export const layerTest = (options: { readonly capacity?: number } = {}) =>
+  Layer.sync(Bus, () => makeInMemoryBus(options))

@@ -1,0 +1,42 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Fiber, Schema, Stream } from "effect"
+import { TestClock } from "effect/testing"
+import { Bus } from "../../src/bus/Bus.ts"
+import * as InMemoryBus from "../../layers/InMemoryBus.ts"
+import { busContract } from "./contract.ts"
+
+busContract("in-memory", InMemoryBus.layerTest())
+
+const Num = { name: "bounded", schema: Schema.Struct({ n: Schema.Int }) }
+
+describe("InMemoryBus bounds", () => {
+  it.effect("publish waits while a durable group still needs the oldest message, then proceeds on commit", () =>
+    Effect.gen(function*() {
+      const bus = yield* Bus
+      const pulled: Array<{ commit: Effect.Effect<void, unknown> }> = []
+      // a durable group that reads but does not commit yet
+      const reader = yield* bus.subscribe(Num, { group: "slow" }).pipe(
+        Stream.tap((d) => Effect.sync(() => pulled.push(d))),
+        Stream.runDrain,
+        Effect.forkChild
+      )
+      yield* Effect.yieldNow
+      for (let n = 0; n < 3; n++) yield* bus.publish(Num, "k", { n })
+      const blocked = yield* bus.publish(Num, "k", { n: 3 }).pipe(Effect.forkChild)
+      yield* TestClock.adjust("1 second")
+      assert.isUndefined(blocked.pollUnsafe(), "4th publish must wait: capacity 3 and nothing committed")
+      yield* pulled[0].commit
+      yield* Fiber.join(blocked)
+      const ends = yield* bus.endOffsets(Num)
+      assert.strictEqual(ends.get(0), 4)
+      yield* Fiber.interrupt(reader)
+    }).pipe(Effect.provide(InMemoryBus.layerTest({ capacity: 3 }))))
+
+  it.effect("without durable groups the oldest messages are dropped, never blocking publishers", () =>
+    Effect.gen(function*() {
+      const bus = yield* Bus
+      for (let n = 0; n < 10; n++) yield* bus.publish(Num, "k", { n })
+      const got = yield* bus.subscribe(Num, { group: "late", ephemeral: true }).pipe(Stream.take(3), Stream.runCollect)
+      assert.deepStrictEqual(got.map((d) => d.value.n), [7, 8, 9])
+    }).pipe(Effect.provide(InMemoryBus.layerTest({ capacity: 3 }))))
+})
