@@ -210,6 +210,12 @@ export const makeInMemoryBus = (options: { readonly capacity?: number } = {}): B
     subscribe,
     endOffsets: (topic) => Effect.sync(() => new Map([[0, logOf(topic.name).end]])),
     publishRaw: (name, key, value) => append(name, [{ key, value }]),
+    lag: (topic, group) =>
+      Effect.sync(() => {
+        const log = logOf(topic.name)
+        const g = log.groups.get(group)
+        return log.end - Math.max(g?.committed ?? log.base, log.base)
+      }),
     ready: Effect.succeed(true)
   })
 }

@@ -48,6 +48,8 @@ export interface BusShape {
   /** Publishes an already-encoded payload as is (dead-letter forwarding, tests of undecodable input). */
   readonly publishRaw: (topic: string, key: string, value: string) => Effect.Effect<void, BusError>
   readonly endOffsets: (topic: Topic<any>) => Effect.Effect<EndOffsets, BusError>
+  /** Messages of `topic` not yet committed by `group` (0 when caught up). */
+  readonly lag: (topic: Topic<any>, group: string) => Effect.Effect<number, BusError>
   /** Whether the transport is currently usable (for /health). */
   readonly ready: Effect.Effect<boolean>
 }
@@ -95,3 +97,10 @@ export const replayThenLive = <A>(
     const live = Stream.fromPull(Effect.succeed(pull)).pipe(Stream.map((d) => d.value))
     return { history, live }
   })
+
+/** Commits a handled batch: the last delivery of each partition (Kafka commits are cumulative per partition). */
+export const commitBatch = (deliveries: ReadonlyArray<Delivery<unknown>>): Effect.Effect<void, BusError> => {
+  const last = new Map<number, Delivery<unknown>>()
+  for (const d of deliveries) last.set(d.partition, d)
+  return Effect.forEach(last.values(), (d) => d.commit, { discard: true })
+}

@@ -101,6 +101,8 @@ const OrderRef = {
   clientOrderId: Schema.String,
   symbol: Symbol,
   side: OrderSide,
+  /** OPEN buys into a position; CLOSE sells all of it (what rounding leaves behind is dust, not a position). */
+  action: Action,
   qty: Schema.Finite,
   ts: EpochMillis,
   origin: Origin

@@ -101,6 +101,18 @@ export const busContract = (name: string, busLayer: Layer.Layer<Bus, unknown>) =
           assert.deepStrictEqual(c.map((d) => d.value.n), [0, 1, 2, 3])
         }))
 
+      it.effect("lag counts what a group has not committed yet", () =>
+        Effect.gen(function*() {
+          const topic = freshTopic("lag")
+          const bus = yield* Bus
+          yield* publishN(topic, ["K"], 5)
+          const group = unique("g")
+          assert.strictEqual(yield* bus.lag(topic, group), 5)
+          const got = yield* take(topic, group, 3)
+          yield* got[2].commit
+          assert.strictEqual(yield* bus.lag(topic, group), 2)
+        }))
+
       it.effect("endOffsets counts what was published", () =>
         Effect.gen(function*() {
           const topic = freshTopic("ends")

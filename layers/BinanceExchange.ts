@@ -1,0 +1,290 @@
+/**
+ * Live Exchange over Binance's spot protocol: combined trade streams over WebSocket and signed REST
+ * (HMAC-SHA256, `X-MBX-APIKEY`, `timestamp`, `recvWindow`, `signature`). Base URLs as Binance documents them
+ * (`wss://stream.binance.com:9443`, `https://api.binance.com`); the paths are appended here.
+ */
+import { Cause, Clock, Config, Duration, Effect, Exit, Layer, Metric, Queue, Redacted, Ref, Schema, Stream } from "effect"
+import WebSocket from "ws"
+import type { Fill } from "../src/domain/Messages.ts"
+import {
+  ApiErrorBody,
+  combinedStreamUrl,
+  decodeTradeFrame,
+  ExchangeInfoWire,
+  type FrameResult,
+  OrderWire,
+  ServerTimeWire
+} from "../src/exchange/BinanceCodec.ts"
+import { encodeParams, signedQuery } from "../src/exchange/BinanceSigning.ts"
+import { Exchange, type ExchangeOrder, type RateUsage, type SymbolRules } from "../src/exchange/Exchange.ts"
+import {
+  ExchangeApiError,
+  ExchangeDecodeError,
+  type ExchangeError,
+  ExchangeRateLimited,
+  ExchangeUnavailable,
+  MarketStreamError
+} from "../src/exchange/ExchangeErrors.ts"
+import { SIM_API_KEY, SIM_API_SECRET } from "../src/sim/SimExchange.ts"
+
+export interface BinanceExchangeOptions {
+  readonly wsBaseUrl: string
+  readonly restBaseUrl: string
+  readonly apiKey: Redacted.Redacted<string>
+  readonly apiSecret: Redacted.Redacted<string>
+  readonly recvWindowMs: number
+  readonly httpTimeout: Duration.Duration
+  /** No frame and no ping for this long → the socket is considered dead and the stream fails (→ reconnect). */
+  readonly idleTimeout: Duration.Duration
+}
+
+/** Exchange config from env. URLs default to `defaults` (the embedded simulator when `autotrader run` starts one). */
+export const exchangeConfig = (defaults: { readonly wsBaseUrl?: string; readonly restBaseUrl?: string } = {}) =>
+  Config.all({
+    wsBaseUrl: defaults.wsBaseUrl === undefined
+      ? Config.String("EXCHANGE_WS_URL")
+      : Config.String("EXCHANGE_WS_URL").pipe(Config.withDefault(defaults.wsBaseUrl)),
+    restBaseUrl: defaults.restBaseUrl === undefined
+      ? Config.String("EXCHANGE_REST_URL")
+      : Config.String("EXCHANGE_REST_URL").pipe(Config.withDefault(defaults.restBaseUrl)),
+    apiKey: Config.Redacted("EXCHANGE_API_KEY").pipe(Config.withDefault(Redacted.make(SIM_API_KEY))),
+    apiSecret: Config.Redacted("EXCHANGE_API_SECRET").pipe(Config.withDefault(Redacted.make(SIM_API_SECRET))),
+    recvWindowMs: Config.Int("EXCHANGE_RECV_WINDOW").pipe(Config.withDefault(5000)),
+    httpTimeout: Config.Duration("EXCHANGE_HTTP_TIMEOUT").pipe(Config.withDefault(Duration.seconds(10))),
+    idleTimeout: Config.Duration("EXCHANGE_WS_IDLE_TIMEOUT").pipe(Config.withDefault(Duration.seconds(60)))
+  })
+
+const usedWeight = Metric.gauge("exchange_used_weight_1m", { description: "Binance X-MBX-USED-WEIGHT-1M" })
+
+const num = (s: string | undefined): number => (s === undefined ? 0 : Number(s))
+
+const toOrder = (w: typeof OrderWire.Type): ExchangeOrder => {
+  const fills: Array<Fill> = (w.fills ?? []).map((f) => ({
+    price: Number(f.price),
+    qty: Number(f.qty),
+    commission: Number(f.commission),
+    commissionAsset: f.commissionAsset,
+    ...(f.tradeId === undefined ? {} : { tradeId: f.tradeId })
+  }))
+  return {
+    symbol: w.symbol,
+    orderId: w.orderId,
+    clientOrderId: w.clientOrderId,
+    status: w.status ?? "NEW",
+    side: w.side ?? "",
+    origQty: num(w.origQty),
+    executedQty: num(w.executedQty),
+    quoteQty: num(w.cummulativeQuoteQty),
+    time: w.transactTime ?? w.time ?? 0,
+    fills
+  }
+}
+
+const filterNumber = (f: Record<string, unknown>, key: string, fallback: number): number => {
+  const v = f[key]
+  const n = typeof v === "string" || typeof v === "number" ? Number(v) : Number.NaN
+  return Number.isFinite(n) ? n : fallback
+}
+
+export const toRules = (s: (typeof ExchangeInfoWire.Type)["symbols"][number]): SymbolRules => {
+  const byType = new Map<string, Record<string, unknown>>()
+  for (const f of s.filters) if (typeof f.filterType === "string") byType.set(f.filterType, f)
+  const price = byType.get("PRICE_FILTER") ?? {}
+  const lot = byType.get("LOT_SIZE") ?? {}
+  const notional = byType.get("NOTIONAL") ?? byType.get("MIN_NOTIONAL") ?? {}
+  return {
+    symbol: s.symbol,
+    status: s.status,
+    baseAsset: s.baseAsset,
+    quoteAsset: s.quoteAsset,
+    tickSize: filterNumber(price, "tickSize", 0),
+    minPrice: filterNumber(price, "minPrice", 0),
+    maxPrice: filterNumber(price, "maxPrice", 0),
+    stepSize: filterNumber(lot, "stepSize", 0),
+    minQty: filterNumber(lot, "minQty", 0),
+    maxQty: filterNumber(lot, "maxQty", 0),
+    minNotional: filterNumber(notional, "minNotional", 0),
+    applyMinToMarket: notional.applyMinToMarket === undefined ? true : notional.applyMinToMarket === true
+  }
+}
+
+export const make = (options: BinanceExchangeOptions) =>
+  Effect.gen(function*() {
+    const restBase = options.restBaseUrl.replace(/\/+$/, "")
+    const offset = yield* Ref.make(0)
+    const usage = yield* Ref.make<RateUsage>({})
+
+    const readUsage = (headers: Headers) =>
+      Effect.gen(function*() {
+        const w = headers.get("x-mbx-used-weight-1m")
+        const o10 = headers.get("x-mbx-order-count-10s")
+        const o1d = headers.get("x-mbx-order-count-1d")
+        if (w === null && o10 === null && o1d === null) return
+        yield* Ref.update(usage, (u) => ({
+          usedWeight1m: w === null ? u.usedWeight1m : Number(w),
+          orderCount10s: o10 === null ? u.orderCount10s : Number(o10),
+          orderCount1d: o1d === null ? u.orderCount1d : Number(o1d)
+        }))
+        if (w !== null) yield* Metric.update(usedWeight, Number(w))
+      })
+
+    const request = <S extends Schema.Top & { readonly DecodingServices: never }>(
+      operation: string,
+      method: "GET" | "POST" | "DELETE",
+      path: string,
+      params: Record<string, string | number>,
+      signed: boolean,
+      schema: S
+    ): Effect.Effect<S["Type"], ExchangeError> =>
+      Effect.gen(function*() {
+        let query: string
+        if (signed) {
+          const now = yield* Clock.currentTimeMillis
+          const skew = yield* Ref.get(offset)
+          query = signedQuery(
+            { ...params, recvWindow: options.recvWindowMs, timestamp: Math.round(now + skew) },
+            Redacted.value(options.apiSecret)
+          )
+        } else query = encodeParams(params)
+        const inBody = method !== "GET" && signed
+        const url = `${restBase}${path}${!inBody && query !== "" ? `?${query}` : ""}`
+        const headers: Record<string, string> = { "X-MBX-APIKEY": Redacted.value(options.apiKey) }
+        if (inBody) headers["Content-Type"] = "application/x-www-form-urlencoded"
+        const exchange = Effect.tryPromise({
+          try: async (signal) => {
+            const res = await fetch(url, { method, headers, body: inBody ? query : undefined, signal })
+            return { res, text: await res.text() }
+          },
+          catch: (e) => {
+            const err = e as { message?: string; cause?: { code?: string; message?: string } }
+            return new ExchangeUnavailable({ operation, reason: err.cause?.code ?? err.cause?.message ?? err.message ?? String(e) })
+          }
+        }).pipe(
+          Effect.timeoutOrElse({
+            duration: options.httpTimeout,
+            orElse: () => Effect.fail(new ExchangeUnavailable({ operation, reason: `no response within ${Duration.format(options.httpTimeout)}` }))
+          })
+        )
+        const { res, text } = yield* exchange
+        yield* readUsage(res.headers)
+        const status = res.status
+        if (status === 429 || status === 418) {
+          const retryAfter = Number(res.headers.get("retry-after") ?? "")
+          return yield* new ExchangeRateLimited({
+            operation,
+            httpStatus: status,
+            retryAfterMs: Number.isFinite(retryAfter) && retryAfter >= 0 ? retryAfter * 1000 : status === 418 ? 120_000 : 60_000,
+            msg: text.slice(0, 300)
+          })
+        }
+        if (status >= 500) {
+          // Binance: a 5XX is NOT a failure; the execution status is unknown.
+          return yield* new ExchangeUnavailable({ operation, reason: `HTTP ${status}: ${text.slice(0, 200)}`, httpStatus: status })
+        }
+        const json = Schema.decodeUnknownExit(Schema.fromJsonString(Schema.Unknown))(text)
+        if (status >= 400) {
+          const body = Exit.isSuccess(json) ? Schema.decodeUnknownExit(ApiErrorBody)(json.value) : undefined
+          if (body !== undefined && Exit.isSuccess(body)) {
+            return yield* new ExchangeApiError({ operation, httpStatus: status, code: body.value.code, msg: body.value.msg })
+          }
+          return yield* new ExchangeApiError({ operation, httpStatus: status, code: 0, msg: `HTTP ${status}: ${text.slice(0, 200)}` })
+        }
+        const decoded = Exit.isSuccess(json) ? Schema.decodeUnknownExit(schema)(json.value) : json
+        if (Exit.isFailure(decoded)) {
+          return yield* new ExchangeDecodeError({ operation, raw: text.slice(0, 2000), message: Cause.pretty(decoded.cause) })
+        }
+        return decoded.value as S["Type"]
+      })
+
+    const syncTime = Effect.gen(function*() {
+      const before = yield* Clock.currentTimeMillis
+      const { serverTime } = yield* request("time", "GET", "/api/v3/time", {}, false, ServerTimeWire)
+      const after = yield* Clock.currentTimeMillis
+      const skew = serverTime - (before + after) / 2
+      yield* Ref.set(offset, skew)
+      return skew
+    }).pipe(Effect.withSpan("Exchange.syncTime"))
+
+    const trades = (symbols: ReadonlyArray<string>): Stream.Stream<FrameResult, MarketStreamError> => {
+      const url = combinedStreamUrl(options.wsBaseUrl, symbols)
+      return Stream.callback<FrameResult, MarketStreamError>((queue) =>
+        Effect.gen(function*() {
+          const clock = yield* Clock.Clock
+          let lastActivity = clock.currentTimeMillisUnsafe()
+          const failWith = (reason: string) => Queue.failCauseUnsafe(queue, Cause.fail(new MarketStreamError({ url, reason })))
+          const ws = yield* Effect.acquireRelease(
+            Effect.sync(() => new WebSocket(url, { handshakeTimeout: 10_000 })),
+            (ws) => Effect.sync(() => ws.terminate())
+          )
+          ws.on("message", (data) => {
+            const now = clock.currentTimeMillisUnsafe()
+            lastActivity = now
+            Queue.offerUnsafe(queue, decodeTradeFrame(String(data), now))
+          })
+          // ws answers pings with pongs itself; a ping still proves the connection is alive
+          ws.on("ping", () => {
+            lastActivity = clock.currentTimeMillisUnsafe()
+          })
+          ws.on("close", (code, reason) => failWith(`closed (${code}${reason.length > 0 ? ` ${reason.toString()}` : ""})`))
+          ws.on("error", (e) => failWith(e.message))
+          ws.on("unexpected-response", (_req, res) => failWith(`handshake refused: HTTP ${res.statusCode}`))
+          const idleMs = Duration.toMillis(options.idleTimeout)
+          yield* Effect.gen(function*() {
+            while (true) {
+              yield* Effect.sleep(Duration.millis(Math.max(1, Math.min(idleMs, 1000))))
+              const now = yield* Clock.currentTimeMillis
+              if (now - lastActivity >= idleMs) {
+                failWith(`silent for ${Duration.format(options.idleTimeout)}`)
+                return
+              }
+            }
+          }).pipe(Effect.forkScoped)
+        })
+      )
+    }
+
+    return Exchange.of({
+      trades,
+      placeOrder: (req) =>
+        request(
+          "placeOrder",
+          "POST",
+          "/api/v3/order",
+          {
+            symbol: req.symbol,
+            side: req.side,
+            type: req.type,
+            ...(req.type === "LIMIT" ? { timeInForce: "GTC", price: req.price ?? "" } : {}),
+            quantity: req.quantity,
+            newClientOrderId: req.clientOrderId,
+            newOrderRespType: "FULL"
+          },
+          true,
+          OrderWire
+        ).pipe(Effect.map(toOrder), Effect.withSpan("Exchange.placeOrder")),
+      queryOrder: (symbol, clientOrderId) =>
+        request("queryOrder", "GET", "/api/v3/order", { symbol, origClientOrderId: clientOrderId }, true, OrderWire).pipe(
+          Effect.map(toOrder),
+          Effect.withSpan("Exchange.queryOrder")
+        ),
+      exchangeInfo: (symbols) =>
+        request(
+          "exchangeInfo",
+          "GET",
+          "/api/v3/exchangeInfo",
+          symbols.length === 1 ? { symbol: symbols[0] } : { symbols: JSON.stringify(symbols) },
+          false,
+          ExchangeInfoWire
+        ).pipe(Effect.map((info) => info.symbols.map(toRules))),
+      syncTime,
+      usage: Ref.get(usage)
+    })
+  })
+
+export const layerOptions = (options: BinanceExchangeOptions) => Layer.effect(Exchange, make(options))
+
+/** URLs from env, falling back to `defaults` (e.g. the embedded simulator's). */
+export const layer = (defaults: { readonly wsBaseUrl?: string; readonly restBaseUrl?: string } = {}) =>
+  Layer.effect(Exchange, Effect.gen(function*() {
+    return yield* make(yield* exchangeConfig(defaults))
+  }))

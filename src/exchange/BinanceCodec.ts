@@ -1,0 +1,116 @@
+/** Binance spot wire formats, decoded once at the boundary. Numbers arrive as decimal strings. */
+import { Exit, Schema } from "effect"
+import type { Tick } from "../domain/Messages.ts"
+
+export const TradePayload = Schema.Struct({
+  e: Schema.Literal("trade"),
+  E: Schema.Number,
+  s: Schema.String,
+  t: Schema.Number,
+  p: Schema.String,
+  q: Schema.String,
+  T: Schema.Number,
+  m: Schema.Boolean
+})
+export type TradePayload = typeof TradePayload.Type
+
+const CombinedFrame = Schema.Struct({ stream: Schema.String, data: Schema.Unknown })
+const ControlReply = Schema.Struct({ id: Schema.Unknown, result: Schema.Unknown })
+
+const decodeJson = Schema.decodeUnknownExit(Schema.fromJsonString(Schema.Unknown))
+const decodeTrade = Schema.decodeUnknownExit(TradePayload)
+const isCombined = Schema.is(CombinedFrame)
+const isControlReply = Schema.is(ControlReply)
+
+export type FrameResult =
+  | { readonly _tag: "Tick"; readonly tick: Tick }
+  | { readonly _tag: "Ignored" }
+  | { readonly _tag: "Invalid"; readonly error: string; readonly raw: string }
+
+const positive = (s: string): number | undefined => {
+  const n = Number(s)
+  return Number.isFinite(n) && n > 0 && s.trim() !== "" ? n : undefined
+}
+
+/** Decodes one WebSocket text frame (raw or combined stream) into a Tick. Subscription replies are ignored. */
+export const decodeTradeFrame = (frame: string, receivedAt: number): FrameResult => {
+  const json = decodeJson(frame)
+  if (Exit.isFailure(json)) return { _tag: "Invalid", error: "not JSON", raw: frame }
+  let payload: unknown = json.value
+  if (isCombined(payload)) payload = payload.data
+  else if (isControlReply(payload)) return { _tag: "Ignored" }
+  const trade = decodeTrade(payload)
+  if (Exit.isFailure(trade)) return { _tag: "Invalid", error: String(trade.cause), raw: frame }
+  const t = trade.value
+  const price = positive(t.p)
+  const size = Number(t.q)
+  if (price === undefined || !Number.isFinite(size) || size < 0) {
+    return { _tag: "Invalid", error: `bad price or quantity: p=${t.p} q=${t.q}`, raw: frame }
+  }
+  if (!Number.isSafeInteger(t.t) || t.t < 0) return { _tag: "Invalid", error: `bad trade id ${t.t}`, raw: frame }
+  return {
+    _tag: "Tick",
+    tick: {
+      symbol: t.s,
+      price,
+      size,
+      // m: the buyer is the market maker, so the aggressor (taker) sold
+      side: t.m ? "SELL" : "BUY",
+      tradeId: t.t,
+      ts: t.T,
+      receivedAt
+    }
+  }
+}
+
+/** `wss://stream.binance.com:9443` + symbols → the combined-stream URL Binance documents. */
+export const combinedStreamUrl = (base: string, symbols: ReadonlyArray<string>): string => {
+  const streams = symbols.map((s) => `${s.toLowerCase()}@trade`).join("/")
+  return `${base.replace(/\/+$/, "")}/stream?streams=${streams}`
+}
+
+export const ApiErrorBody = Schema.Struct({ code: Schema.Number, msg: Schema.String })
+
+const Decimal = Schema.String
+
+export const OrderFillWire = Schema.Struct({
+  price: Decimal,
+  qty: Decimal,
+  commission: Decimal,
+  commissionAsset: Schema.String,
+  tradeId: Schema.optional(Schema.Number)
+})
+
+/** FULL / RESULT / ACK order responses and GET /api/v3/order share these fields (ACK has only the ids). */
+export const OrderWire = Schema.Struct({
+  symbol: Schema.String,
+  orderId: Schema.Number,
+  clientOrderId: Schema.String,
+  transactTime: Schema.optional(Schema.Number),
+  time: Schema.optional(Schema.Number),
+  price: Schema.optional(Decimal),
+  origQty: Schema.optional(Decimal),
+  executedQty: Schema.optional(Decimal),
+  cummulativeQuoteQty: Schema.optional(Decimal),
+  status: Schema.optional(Schema.String),
+  type: Schema.optional(Schema.String),
+  side: Schema.optional(Schema.String),
+  fills: Schema.optional(Schema.Array(OrderFillWire))
+})
+export type OrderWire = typeof OrderWire.Type
+
+export const ServerTimeWire = Schema.Struct({ serverTime: Schema.Number })
+
+const FilterWire = Schema.Record(Schema.String, Schema.Unknown)
+export const ExchangeInfoWire = Schema.Struct({
+  symbols: Schema.Array(
+    Schema.Struct({
+      symbol: Schema.String,
+      status: Schema.String,
+      baseAsset: Schema.String,
+      quoteAsset: Schema.String,
+      filters: Schema.Array(FilterWire)
+    })
+  )
+})
+export type ExchangeInfoWire = typeof ExchangeInfoWire.Type

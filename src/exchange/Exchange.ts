@@ -1,0 +1,69 @@
+/**
+ * The Exchange service: market data stream and order REST. Stages use only this; the live layer speaks
+ * Binance spot (layers/BinanceExchange.ts), so the simulator, the Binance testnet and Binance itself are
+ * interchangeable by URL and keys.
+ */
+import { Context, type Effect, type Stream } from "effect"
+import type { Fill, OrderSide } from "../domain/Messages.ts"
+import type { FrameResult } from "./BinanceCodec.ts"
+import type { ExchangeError, MarketStreamError } from "./ExchangeErrors.ts"
+
+export interface SymbolRules {
+  readonly symbol: string
+  readonly status: string
+  readonly baseAsset: string
+  readonly quoteAsset: string
+  readonly tickSize: number
+  readonly minPrice: number
+  readonly maxPrice: number
+  readonly stepSize: number
+  readonly minQty: number
+  readonly maxQty: number
+  readonly minNotional: number
+  readonly applyMinToMarket: boolean
+}
+
+export interface OrderRequest {
+  readonly symbol: string
+  readonly side: OrderSide
+  readonly type: "MARKET" | "LIMIT"
+  /** Already rounded to the symbol's step, as a decimal string. */
+  readonly quantity: string
+  readonly price?: string
+  readonly clientOrderId: string
+}
+
+export interface ExchangeOrder {
+  readonly symbol: string
+  readonly orderId: number
+  readonly clientOrderId: string
+  /** NEW, PARTIALLY_FILLED, FILLED, CANCELED, REJECTED, EXPIRED, … */
+  readonly status: string
+  readonly side: string
+  readonly origQty: number
+  readonly executedQty: number
+  readonly quoteQty: number
+  readonly time: number
+  readonly fills: ReadonlyArray<Fill>
+}
+
+/** Last values of Binance's X-MBX-USED-WEIGHT-1M / X-MBX-ORDER-COUNT-10S / -1D headers. */
+export interface RateUsage {
+  readonly usedWeight1m?: number
+  readonly orderCount10s?: number
+  readonly orderCount1d?: number
+}
+
+export interface ExchangeShape {
+  /** One connection's worth of decoded frames; fails with MarketStreamError on close, error or silence. */
+  readonly trades: (symbols: ReadonlyArray<string>) => Stream.Stream<FrameResult, MarketStreamError>
+  readonly placeOrder: (request: OrderRequest) => Effect.Effect<ExchangeOrder, ExchangeError>
+  /** GET /api/v3/order by origClientOrderId; −2013 (ExchangeApiError) when it does not exist. */
+  readonly queryOrder: (symbol: string, clientOrderId: string) => Effect.Effect<ExchangeOrder, ExchangeError>
+  readonly exchangeInfo: (symbols: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<SymbolRules>, ExchangeError>
+  /** Re-reads the server time and adjusts the offset used for signed timestamps. Returns the offset (ms). */
+  readonly syncTime: Effect.Effect<number, ExchangeError>
+  readonly usage: Effect.Effect<RateUsage>
+}
+
+export class Exchange extends Context.Service<Exchange, ExchangeShape>()("autotrader/exchange/Exchange") {}

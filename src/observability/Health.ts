@@ -1,0 +1,70 @@
+/**
+ * Per-service health: which stages run, whether the bus is usable, uptime. Served with Prometheus metrics as
+ * `GET /health` (200 ok / 503 degraded) and `GET /metrics` on `HTTP_PORT`.
+ */
+import { NodeHttpServer } from "@effect/platform-node"
+import { Clock, Context, Effect, Layer, Ref } from "effect"
+import { HttpRouter, HttpServer, HttpServerResponse } from "effect/http"
+import { PrometheusMetrics } from "effect/observability"
+import { createServer } from "node:http"
+import { Bus } from "../bus/Bus.ts"
+
+export type StageStatus = "starting" | "running" | "stopped" | "failed"
+
+export interface HealthShape {
+  readonly setStage: (stage: string, status: StageStatus, detail?: string) => Effect.Effect<void>
+  readonly report: Effect.Effect<HealthReport>
+}
+
+export interface HealthReport {
+  readonly status: "ok" | "degraded"
+  readonly service: string
+  readonly uptimeSeconds: number
+  readonly bus: "ready" | "unavailable"
+  readonly stages: Record<string, { readonly status: StageStatus; readonly detail?: string }>
+}
+
+export class Health extends Context.Service<Health, HealthShape>()("autotrader/observability/Health") {
+  static readonly layer = (service: string) =>
+    Layer.effect(
+      Health,
+      Effect.gen(function*() {
+        const bus = yield* Bus
+        const started = yield* Clock.currentTimeMillis
+        const stages = yield* Ref.make(new Map<string, { status: StageStatus; detail?: string }>())
+        return Health.of({
+          setStage: (stage, status, detail) =>
+            Ref.update(stages, (m) => new Map(m).set(stage, detail === undefined ? { status } : { status, detail })),
+          report: Effect.gen(function*() {
+            const now = yield* Clock.currentTimeMillis
+            const ready = yield* bus.ready
+            const current = yield* Ref.get(stages)
+            const failed = [...current.values()].some((s) => s.status === "failed")
+            return {
+              status: ready && !failed ? "ok" : "degraded",
+              service,
+              uptimeSeconds: Math.round((now - started) / 1000),
+              bus: ready ? "ready" : "unavailable",
+              stages: Object.fromEntries(current)
+            } as const
+          })
+        })
+      })
+    )
+}
+
+const healthRoute = HttpRouter.add(
+  "GET",
+  "/health",
+  Effect.gen(function*() {
+    const report = yield* (yield* Health).report
+    return HttpServerResponse.jsonUnsafe(report, { status: report.status === "ok" ? 200 : 503 })
+  })
+)
+
+/** `/health` and `/metrics` on `port` (0: the OS picks; the address is logged). */
+export const healthServer = (port: number, host = "0.0.0.0") =>
+  HttpRouter.serve(Layer.mergeAll(healthRoute, PrometheusMetrics.layerHttp())).pipe(
+    HttpServer.withLogAddress,
+    Layer.provideMerge(NodeHttpServer.layer(createServer, { port, host }))
+  )

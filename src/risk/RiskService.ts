@@ -1,0 +1,98 @@
+/**
+ * Runs the risk gate over the bus. State is rebuilt first from `orders.events` (positions), `signals.approved`
+ * and `signals.rejected` (decisions already taken, pending orders) and `control` (paused or not); then candidates
+ * are decided while order events and control messages keep the state current.
+ */
+import { Clock, Config, Effect, Metric, Stream } from "effect"
+import { Bus, type Delivery, replayThenLive } from "../bus/Bus.ts"
+import type { Candidate, Control, OrderEvent } from "../domain/Messages.ts"
+import { ControlTopic, OrdersEvents, SignalsApproved, SignalsCandidate, SignalsRejected } from "../domain/Topics.ts"
+import {
+  applyApproved,
+  applyControl,
+  applyOrder,
+  applyRejected,
+  decide,
+  initialRiskState,
+  type RiskLimits
+} from "./RiskGate.ts"
+
+export const riskLimitsConfig = Config.all({
+  orderQty: Config.Number("ORDER_QTY").pipe(Config.withDefault(0.001)),
+  maxPosition: Config.Number("RISK_MAX_POSITION").pipe(Config.withDefault(0.01)),
+  maxTradesPerMinute: Config.Int("RISK_MAX_TRADES_PER_MINUTE").pipe(Config.withDefault(2)),
+  maxTradesPerHour: Config.Int("RISK_MAX_TRADES_PER_HOUR").pipe(Config.withDefault(20))
+})
+
+export const approvedTotal = Metric.counter("risk_approved_total", { description: "Candidates approved" })
+export const rejectedTotal = Metric.counter("risk_rejected_total", { description: "Candidates rejected" })
+
+export const RISK_GROUP = "risk"
+
+type Input =
+  | { readonly _tag: "Candidate"; readonly delivery: Delivery<Candidate> }
+  | { readonly _tag: "Order"; readonly event: OrderEvent }
+  | { readonly _tag: "Control"; readonly control: Control }
+
+export const runRisk = (limits: RiskLimits) =>
+  Effect.scoped(
+    Effect.gen(function*() {
+      const bus = yield* Bus
+      const state = initialRiskState()
+      const group = `${RISK_GROUP}-state`
+      const orders = yield* replayThenLive(OrdersEvents, group)
+      const approved = yield* replayThenLive(SignalsApproved, group)
+      const rejected = yield* replayThenLive(SignalsRejected, group)
+      const control = yield* replayThenLive(ControlTopic, group)
+      for (const a of approved.history) applyApproved(state, a)
+      for (const r of rejected.history) applyRejected(state, r)
+      for (const e of orders.history) applyOrder(state, e)
+      for (const c of control.history) applyControl(state, c)
+      yield* Effect.logInfo("risk state rebuilt", {
+        orderEvents: orders.history.length,
+        approvals: approved.history.length,
+        pending: state.pending.size,
+        paused: state.paused
+      })
+      const inputs = Stream.mergeAll(
+        [
+          bus.subscribe(SignalsCandidate, { group: RISK_GROUP }).pipe(Stream.map((delivery): Input => ({ _tag: "Candidate", delivery }))),
+          orders.live.pipe(Stream.map((event): Input => ({ _tag: "Order", event }))),
+          control.live.pipe(Stream.map((c): Input => ({ _tag: "Control", control: c })))
+        ],
+        { concurrency: "unbounded" }
+      )
+      // our own approvals/rejections come back on these topics; they were applied when decided
+      yield* Stream.merge(approved.live, rejected.live).pipe(Stream.runDrain, Effect.forkScoped)
+      yield* inputs.pipe(
+        Stream.runForEach((input) =>
+          Effect.gen(function*() {
+            switch (input._tag) {
+              case "Order":
+                return applyOrder(state, input.event)
+              case "Control":
+                applyControl(state, input.control)
+                return yield* Effect.logInfo(input.control.command === "pause" ? "approvals paused" : "approvals resumed", {
+                  by: input.control.by
+                })
+              case "Candidate": {
+                const candidate = input.delivery.value
+                const now = yield* Clock.currentTimeMillis
+                const decision = decide(state, limits, candidate, now)
+                if (decision._tag === "Approved") {
+                  yield* bus.publish(SignalsApproved, candidate.symbol, decision)
+                  yield* Metric.update(approvedTotal, 1)
+                  yield* Effect.logInfo("approved", { id: decision.id, symbol: candidate.symbol, action: decision.action, qty: decision.qty })
+                } else {
+                  yield* bus.publish(SignalsRejected, candidate.symbol, decision)
+                  yield* Metric.update(rejectedTotal.pipe(Metric.withAttributes({ reason: decision.reason })), 1)
+                  yield* Effect.logInfo("rejected", { id: decision.id, symbol: candidate.symbol, reason: decision.reason, detail: decision.detail })
+                }
+                return yield* input.delivery.commit
+              }
+            }
+          })
+        )
+      )
+    })
+  ).pipe(Effect.annotateLogs({ stage: "risk" }))

@@ -1,0 +1,40 @@
+/** Runs the signal worker over the bus: `market.raw` → `signals.candidate`, committing after publishing. */
+import { Clock, Effect, Metric, Stream } from "effect"
+import { Bus, commitBatch } from "../bus/Bus.ts"
+import type { Candidate } from "../domain/Messages.ts"
+import { MarketRaw, SignalsCandidate } from "../domain/Topics.ts"
+import { initialSignalState, stepSignal } from "./SignalWorker.ts"
+
+export const candidatesTotal = Metric.counter("signals_candidates_total", { description: "Candidates emitted" })
+export const tickToCandidateMs = Metric.histogram("signals_tick_to_candidate_ms", {
+  description: "Tick receive → candidate published (ms)",
+  boundaries: Metric.exponentialBoundaries({ start: 0.25, factor: 2, count: 14 })
+})
+
+export const SIGNALS_GROUP = "signals"
+
+export const runSignals = Effect.gen(function*() {
+  const bus = yield* Bus
+  const state = initialSignalState()
+  yield* bus.subscribe(MarketRaw, { group: SIGNALS_GROUP }).pipe(
+    Stream.runForEachArray((deliveries) =>
+      Effect.gen(function*() {
+        const out: Array<Candidate> = []
+        for (const d of deliveries) {
+          const c = stepSignal(state, d.value)
+          if (c !== undefined) out.push(c)
+        }
+        if (out.length > 0) {
+          yield* bus.publishAll(SignalsCandidate, out.map((c) => ({ key: c.symbol, value: c })))
+          const now = yield* Clock.currentTimeMillis
+          for (const c of out) {
+            yield* Effect.logInfo("candidate", { id: c.id, symbol: c.symbol, side: c.side, price: c.price, ma10: c.ma10, ma30: c.ma30, delta: c.delta })
+            yield* Metric.update(tickToCandidateMs, now - c.origin.receivedAt)
+          }
+          yield* Metric.update(candidatesTotal, out.length)
+        }
+        yield* commitBatch(deliveries)
+      })
+    )
+  )
+}).pipe(Effect.annotateLogs({ stage: "signals" }))
