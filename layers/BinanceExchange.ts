@@ -12,6 +12,7 @@ import {
   decodeTradeFrame,
   ExchangeInfoWire,
   type FrameResult,
+  MyTradesWire,
   OrderWire,
   ServerTimeWire
 } from "../src/exchange/BinanceCodec.ts"
@@ -266,6 +267,18 @@ export const make = (options: BinanceExchangeOptions) =>
         request("queryOrder", "GET", "/api/v3/order", { symbol, origClientOrderId: clientOrderId }, true, OrderWire).pipe(
           Effect.map(toOrder),
           Effect.withSpan("Exchange.queryOrder")
+        ),
+      orderTrades: (symbol, orderId) =>
+        request("orderTrades", "GET", "/api/v3/myTrades", { symbol, orderId }, true, MyTradesWire).pipe(
+          Effect.map((trades) =>
+            trades.map((t): Fill => ({
+              price: Number(t.price),
+              qty: Number(t.qty),
+              commission: Number(t.commission),
+              commissionAsset: t.commissionAsset,
+              tradeId: t.id
+            }))
+          )
         ),
       exchangeInfo: (symbols) =>
         request(

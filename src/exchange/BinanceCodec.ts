@@ -114,3 +114,13 @@ export const ExchangeInfoWire = Schema.Struct({
   )
 })
 export type ExchangeInfoWire = typeof ExchangeInfoWire.Type
+
+export const MyTradeWire = Schema.Struct({
+  id: Schema.Number,
+  orderId: Schema.Number,
+  price: Decimal,
+  qty: Decimal,
+  commission: Decimal,
+  commissionAsset: Schema.String
+})
+export const MyTradesWire = Schema.Array(MyTradeWire)

@@ -60,6 +60,8 @@ export interface ExchangeShape {
   readonly placeOrder: (request: OrderRequest) => Effect.Effect<ExchangeOrder, ExchangeError>
   /** GET /api/v3/order by origClientOrderId; −2013 (ExchangeApiError) when it does not exist. */
   readonly queryOrder: (symbol: string, clientOrderId: string) => Effect.Effect<ExchangeOrder, ExchangeError>
+  /** GET /api/v3/myTrades for one order: its fills with commissions (an order lookup carries none). */
+  readonly orderTrades: (symbol: string, orderId: number) => Effect.Effect<ReadonlyArray<Fill>, ExchangeError>
   readonly exchangeInfo: (symbols: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<SymbolRules>, ExchangeError>
   /** Re-reads the server time and adjusts the offset used for signed timestamps. Returns the offset (ms). */
   readonly syncTime: Effect.Effect<number, ExchangeError>

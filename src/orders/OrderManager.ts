@@ -214,8 +214,12 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
         return yield* emit({ _tag: "OrderRejected", ...eventBase(r, ts), code: 0, reason: `order ${order.status} without execution` })
       })
 
-    // GET /api/v3/order carries no fills; the fee is then unknown (0) rather than guessed.
-    const tradesOf = (_r: OrderRecord, _order: ExchangeOrder) => Effect.succeed([] as ExchangeOrder["fills"])
+    // GET /api/v3/order carries no fills: ask for the order's trades; if that fails the fee stays unknown (0), not guessed.
+    const tradesOf = (r: OrderRecord, order: ExchangeOrder) =>
+      exchange.orderTrades(r.symbol, order.orderId).pipe(
+        Effect.tapError((e) => Effect.logWarning("fills of a looked-up order unavailable; fees unknown", { clientOrderId: r.clientOrderId, error: e._tag })),
+        Effect.orElseSucceed((): ExchangeOrder["fills"] => [])
+      )
 
     const requestFor = (r: OrderRecord): OrderRequest => {
       const step = rules.get(r.symbol)?.stepSize ?? 0

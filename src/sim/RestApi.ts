@@ -172,6 +172,15 @@ export class RestApi {
         }
       ],
       [
+        "GET /api/v3/myTrades",
+        {
+          weight: (p) => (p.has("orderId") ? 5 : 20),
+          signed: true,
+          accepts: ["symbol", "orderId", "startTime", "endTime", "fromId", "limit", ...SECURITY],
+          handle: (p) => this.#myTrades(p)
+        }
+      ],
+      [
         "GET /api/v3/account",
         { weight: fixedWeight(20), signed: true, accepts: ["omitZeroBalances", ...SECURITY], handle: (p) => this.#account(p) }
       ]
@@ -483,6 +492,38 @@ export class RestApi {
     const symbolText = params.get("symbol")
     const symbol = symbolText === undefined ? undefined : this.#symbol(symbolText)
     return { body: this.#engine.openOrders(symbol).map(Responses.queryOrder) }
+  }
+
+  /** The account's own trades (fills), as GET /api/v3/myTrades documents them. */
+  #myTrades(params: Params): Handled {
+    const symbol = this.#requiredSymbol(params)
+    const orderId = integerParam(params, "orderId")
+    const fromId = integerParam(params, "fromId")
+    const limit = Math.min(integerParam(params, "limit") ?? 500, 1000)
+    const rows: Array<Record<string, unknown>> = []
+    for (const o of this.#engine.allOrders(symbol)) {
+      if (orderId !== undefined && o.orderId !== orderId) continue
+      for (const f of o.fills) {
+        if (fromId !== undefined && f.tradeId < fromId) continue
+        rows.push({
+          symbol,
+          id: f.tradeId,
+          orderId: o.orderId,
+          orderListId: -1,
+          price: Fixed.format(f.price),
+          qty: Fixed.format(f.qty),
+          quoteQty: Fixed.format(Fixed.mul(f.price, f.qty)),
+          commission: Fixed.format(f.commission),
+          commissionAsset: f.commissionAsset,
+          time: o.updateTime,
+          isBuyer: o.side === "BUY",
+          isMaker: o.type !== "MARKET" && o.fills.length > 0 && o.time < o.updateTime,
+          isBestMatch: true
+        })
+      }
+    }
+    rows.sort((a, b) => (a.id as number) - (b.id as number))
+    return { body: rows.slice(0, limit) }
   }
 
   #allOrders(params: Params): Handled {
