@@ -16,6 +16,7 @@ import { ORDERS_GROUP, runOrders } from "../orders/OrderService.ts"
 import { RISK_GROUP, riskLimitsConfig, runRisk } from "../risk/RiskService.ts"
 import { runSignals, SIGNALS_GROUP } from "../signals/SignalService.ts"
 import * as SimExchangeServer from "../sim/SimExchangeServer.ts"
+import { runStore, STORE_GROUP, storeOptionsConfig } from "../storage/StoreService.ts"
 import { busKindConfig, httpPortConfig, simConfig, symbolsConfig } from "./AppConfig.ts"
 import { type Stage, startStages } from "./Pipeline.ts"
 
@@ -54,11 +55,13 @@ export const run = (forDuration: Option.Option<Duration.Duration>) =>
       const orderOptions = yield* orderOptionsConfig(symbols)
       const httpPort = yield* httpPortConfig
       const defaults = yield* exchangeDefaults(symbols)
+      const storeOptions = yield* storeOptionsConfig
       const stages: ReadonlyArray<Stage<Bus | Exchange | Health>> = [
         { name: "ingest", run: runIngest(symbols), source: true },
         { name: "signals", run: runSignals, inputs: [[MarketRaw, SIGNALS_GROUP]] },
         { name: "risk", run: runRisk(limits), inputs: [[SignalsCandidate, RISK_GROUP]] },
-        { name: "orders", run: runOrders(orderOptions), inputs: [[SignalsApproved, ORDERS_GROUP]] }
+        { name: "orders", run: runOrders(orderOptions), inputs: [[SignalsApproved, ORDERS_GROUP]] },
+        ...(storeOptions.enabled ? [{ name: "store", run: runStore(storeOptions), inputs: [[MarketRaw, STORE_GROUP]] } as const] : [])
       ]
       const services = Layer.mergeAll(BinanceExchange.layer(defaults), Health.layer("autotrader")).pipe(
         Layer.provideMerge(busLayer)

@@ -1,0 +1,318 @@
+/**
+ * The store stage: `market.raw` → Parquet files (TickStore), consumer group `store`.
+ *
+ * Ticks are buffered per partition (symbol × UTC hour) in typed arrays. A buffer is written as one file when it
+ * reaches `flushRows`, when it is `flushInterval` old, when its hour is over (a newer hour arrived for the symbol),
+ * when the input has been idle for `idleFlush` (so a drain sees lag 0 quickly) and on shutdown.
+ * A delivery is committed only once every tick up to it on its bus partition is in a renamed file: the commit
+ * point is the highest checkpoint below the oldest offset still buffered. A crash therefore loses nothing that
+ * was committed; what was not committed is redelivered (and de-duplicated on replay).
+ */
+import { Clock, Config, Duration, Effect, Metric, Stream } from "effect"
+import { Bus, type Delivery } from "../bus/Bus.ts"
+import type { Tick } from "../domain/Messages.ts"
+import { MarketRaw } from "../domain/Topics.ts"
+import { runRetention } from "./Retention.ts"
+import * as TickStoreLive from "./TickStore.ts"
+import { type PartitionKey, partitionOf, type TickColumns, TickStore } from "./TickStore.ts"
+
+export const STORE_GROUP = "store"
+
+export interface StoreOptions {
+  readonly enabled: boolean
+  readonly dataDir: string
+  /** A partition's buffer is written once it holds this many rows (also the memory bound per partition). */
+  readonly flushRows: number
+  /** …or once its oldest row has waited this long. */
+  readonly flushInterval: Duration.Duration
+  /** …or once no tick arrived for this long. */
+  readonly idleFlush: Duration.Duration
+  /** Delete `date=` partitions older than this many days; 0 = keep everything. */
+  readonly retentionDays: number
+  readonly retentionEvery: Duration.Duration
+  readonly rowGroupSize: number
+  readonly compression: "zstd" | "snappy" | "uncompressed"
+}
+
+export const defaultStoreOptions: StoreOptions = {
+  enabled: true,
+  dataDir: "./data",
+  flushRows: 100_000,
+  flushInterval: Duration.seconds(60),
+  idleFlush: Duration.seconds(1),
+  retentionDays: 0,
+  retentionEvery: Duration.hours(1),
+  rowGroupSize: 122_880,
+  compression: "zstd"
+}
+
+export const storeOptionsConfig = Config.all({
+  enabled: Config.Boolean("STORE_ENABLED").pipe(Config.withDefault(true)),
+  dataDir: Config.String("DATA_DIR").pipe(Config.withDefault("./data")),
+  flushRows: Config.Int("STORE_FLUSH_ROWS").pipe(Config.withDefault(100_000)),
+  flushInterval: Config.Duration("STORE_FLUSH_INTERVAL").pipe(Config.withDefault(Duration.seconds(60))),
+  idleFlush: Config.Duration("STORE_IDLE_FLUSH").pipe(Config.withDefault(Duration.seconds(1))),
+  retentionDays: Config.Number("DATA_RETENTION_DAYS").pipe(Config.withDefault(0)),
+  retentionEvery: Config.Duration("DATA_RETENTION_EVERY").pipe(Config.withDefault(Duration.hours(1))),
+  rowGroupSize: Config.Int("STORE_ROW_GROUP_SIZE").pipe(Config.withDefault(122_880)),
+  compression: Config.Literals(["zstd", "snappy", "uncompressed"], "STORE_COMPRESSION").pipe(Config.withDefault("zstd" as const))
+})
+
+export const rowsWritten = Metric.counter("store_rows_written_total", { description: "Ticks written to Parquet" })
+export const filesWritten = Metric.counter("store_files_written_total", { description: "Parquet files written (renamed into place)" })
+export const flushDurationMs = Metric.histogram("store_flush_duration_ms", {
+  description: "Time to write one buffer as a Parquet file (ms)",
+  boundaries: Metric.exponentialBoundaries({ start: 1, factor: 2, count: 14 })
+})
+
+const hourOf = (key: PartitionKey): string => `${key.date}T${key.hour}`
+
+/** One partition's pending ticks, column by column; grows by doubling up to `flushRows`. */
+export class PartitionBuffer {
+  readonly key: PartitionKey
+  readonly id: string
+  readonly openedAt: number
+  length = 0
+  ts: Float64Array
+  price: Float64Array
+  size: Float64Array
+  buy: Float64Array
+  tradeId: Float64Array
+  receivedAt: Float64Array
+  /** bus partition → lowest offset held here */
+  readonly firstOffset = new Map<number, number>()
+
+  constructor(key: PartitionKey, openedAt: number, capacity = 1024) {
+    this.key = key
+    this.id = `${key.symbol}/${hourOf(key)}`
+    this.openedAt = openedAt
+    this.ts = new Float64Array(capacity)
+    this.price = new Float64Array(capacity)
+    this.size = new Float64Array(capacity)
+    this.buy = new Float64Array(capacity)
+    this.tradeId = new Float64Array(capacity)
+    this.receivedAt = new Float64Array(capacity)
+  }
+
+  private grow(): void {
+    const cap = this.ts.length * 2
+    const g = (a: Float64Array) => {
+      const b = new Float64Array(cap)
+      b.set(a)
+      return b
+    }
+    this.ts = g(this.ts)
+    this.price = g(this.price)
+    this.size = g(this.size)
+    this.buy = g(this.buy)
+    this.tradeId = g(this.tradeId)
+    this.receivedAt = g(this.receivedAt)
+  }
+
+  push(tick: Tick, partition: number, offset: number): void {
+    if (this.length === this.ts.length) this.grow()
+    const i = this.length++
+    this.ts[i] = tick.ts
+    this.price[i] = tick.price
+    this.size[i] = tick.size
+    this.buy[i] = tick.side === "BUY" ? 1 : 0
+    this.tradeId[i] = tick.tradeId
+    this.receivedAt[i] = tick.receivedAt
+    if (!this.firstOffset.has(partition)) this.firstOffset.set(partition, offset)
+  }
+
+  columns(): TickColumns {
+    return {
+      symbol: this.key.symbol,
+      length: this.length,
+      ts: this.ts,
+      price: this.price,
+      size: this.size,
+      buy: this.buy,
+      tradeId: this.tradeId,
+      receivedAt: this.receivedAt
+    }
+  }
+}
+
+export type FlushReason = "size" | "time" | "rotation" | "idle" | "shutdown"
+
+export interface StoreSinkStats {
+  rows: number
+  files: number
+  bytes: number
+}
+
+/**
+ * The store's buffering, flushing and commit bookkeeping, independent of where deliveries come from
+ * (the stage feeds it from the bus; the benchmark feeds it directly).
+ */
+export const makeStoreSink = (options: Pick<StoreOptions, "flushRows" | "flushInterval" | "idleFlush">) =>
+  Effect.gen(function*() {
+    const store = yield* TickStore
+    const buffers = new Map<string, PartitionBuffer>()
+    const latestHour = new Map<string, string>()
+    /** bus partition → last delivery of that partition in each batch, oldest first, not yet committed */
+    const checkpoints = new Map<number, Array<Delivery<Tick>>>()
+    const stats: StoreSinkStats = { rows: 0, files: 0, bytes: 0 }
+    const flushIntervalMs = Duration.toMillis(options.flushInterval)
+    const idleMs = Duration.toMillis(options.idleFlush)
+    let lastInputAt = yield* Clock.currentTimeMillis
+
+    const checkpointOf = (partition: number): Array<Delivery<Tick>> => {
+      let queue = checkpoints.get(partition)
+      if (queue === undefined) checkpoints.set(partition, (queue = []))
+      return queue
+    }
+
+    const commitSafe = Effect.gen(function*() {
+      for (const [partition, queue] of checkpoints) {
+        let floor = Number.POSITIVE_INFINITY
+        for (const b of buffers.values()) {
+          const first = b.firstOffset.get(partition)
+          if (first !== undefined && first < floor) floor = first
+        }
+        let safe: Delivery<Tick> | undefined
+        let n = 0
+        while (n < queue.length && queue[n].offset < floor) safe = queue[n++]
+        if (safe !== undefined) {
+          queue.splice(0, n)
+          yield* safe.commit
+        }
+      }
+    })
+
+    const flush = (buffer: PartitionBuffer, reason: FlushReason) =>
+      Effect.gen(function*() {
+        buffers.delete(buffer.id)
+        if (buffer.length === 0) return
+        const started = yield* Clock.currentTimeMillis
+        const file = yield* store.write(buffer.key, buffer.columns())
+        const ended = yield* Clock.currentTimeMillis
+        stats.rows += file.rows
+        stats.files += 1
+        stats.bytes += file.bytes
+        yield* Metric.update(rowsWritten, file.rows)
+        yield* Metric.update(filesWritten, 1)
+        yield* Metric.update(flushDurationMs, ended - started)
+        yield* Effect.logDebug("parquet file written", { path: file.path, rows: file.rows, bytes: file.bytes, reason, ms: ended - started })
+      })
+
+    const flushWhere = (pred: (b: PartitionBuffer) => boolean, reason: FlushReason) =>
+      Effect.gen(function*() {
+        const due = [...buffers.values()].filter(pred)
+        for (const b of due) yield* flush(b, reason)
+        if (due.length > 0) yield* commitSafe
+      })
+
+    /** Buffers a batch of deliveries; writes buffers that are full or whose hour is over; commits what is safe. */
+    const offer = (deliveries: ReadonlyArray<Delivery<Tick>>) =>
+      Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        lastInputAt = now
+        const last = new Map<number, Delivery<Tick>>()
+        let rotated = false
+        for (const d of deliveries) {
+          const tick = d.value
+          const key = partitionOf(tick.symbol, tick.ts)
+          const hour = hourOf(key)
+          const id = `${key.symbol}/${hour}`
+          let b = buffers.get(id)
+          if (b === undefined) {
+            b = new PartitionBuffer(key, now)
+            buffers.set(id, b)
+            const prev = latestHour.get(key.symbol)
+            if (prev === undefined || hour > prev) {
+              if (prev !== undefined) rotated = true
+              latestHour.set(key.symbol, hour)
+            }
+          }
+          b.push(tick, d.partition, d.offset)
+          last.set(d.partition, d)
+          if (b.length >= options.flushRows) {
+            // a checkpoint here lets the commit follow a mid-batch flush instead of waiting for the batch's end
+            checkpointOf(d.partition).push(d)
+            yield* flush(b, "size")
+            yield* commitSafe
+          }
+        }
+        for (const [partition, d] of last) {
+          const queue = checkpointOf(partition)
+          if (queue[queue.length - 1] !== d) queue.push(d)
+        }
+        // an hour is over for a symbol once a later hour arrived: its file is complete
+        if (rotated) {
+          yield* flushWhere((b) => hourOf(b.key) < (latestHour.get(b.key.symbol) ?? ""), "rotation")
+        }
+        yield* commitSafe
+      })
+
+    /** Called on a timer: writes buffers that waited `flushInterval`, or everything once the input went idle. */
+    const onTimer = Effect.gen(function*() {
+      const now = yield* Clock.currentTimeMillis
+      if (buffers.size === 0) return
+      if (now - lastInputAt >= idleMs) return yield* flushWhere(() => true, "idle")
+      yield* flushWhere((b) => now - b.openedAt >= flushIntervalMs, "time")
+    })
+
+    const flushAll = (reason: FlushReason) => flushWhere(() => true, reason)
+
+    const buffered = Effect.sync(() => {
+      let n = 0
+      for (const b of buffers.values()) n += b.length
+      return n
+    })
+
+    return { offer, onTimer, flushAll, buffered, stats }
+  })
+
+type Input = { readonly _tag: "Batch"; readonly deliveries: ReadonlyArray<Delivery<Tick>> } | { readonly _tag: "Timer" }
+
+/** The stage over an already provided TickStore. */
+export const runStoreWith = (options: StoreOptions) =>
+  Effect.scoped(
+    Effect.gen(function*() {
+      const bus = yield* Bus
+      const store = yield* TickStore
+      const removed = yield* store.cleanTemp
+      if (removed.length > 0) yield* Effect.logWarning("removed temporary files left by an interrupted write", { files: removed })
+      if (options.retentionDays > 0) {
+        yield* runRetention({ dataDir: options.dataDir, retentionDays: options.retentionDays, every: options.retentionEvery }).pipe(
+          Effect.forkScoped
+        )
+      }
+      const sink = yield* makeStoreSink(options)
+      const check = Duration.min(options.flushInterval, options.idleFlush)
+      const inputs = Stream.merge(
+        bus.subscribe(MarketRaw, { group: STORE_GROUP }).pipe(
+          Stream.chunks,
+          Stream.map((deliveries): Input => ({ _tag: "Batch", deliveries }))
+        ),
+        Stream.tick(check).pipe(Stream.map((): Input => ({ _tag: "Timer" })))
+      )
+      yield* Effect.logInfo("tick store started", {
+        dataDir: options.dataDir,
+        flushRows: options.flushRows,
+        flushInterval: Duration.format(options.flushInterval),
+        retentionDays: options.retentionDays
+      })
+      yield* inputs.pipe(
+        Stream.runForEach((input) => (input._tag === "Batch" ? sink.offer(input.deliveries) : sink.onTimer)),
+        Effect.ensuring(
+          Effect.gen(function*() {
+            const pending = yield* sink.buffered
+            yield* sink.flushAll("shutdown")
+            yield* Effect.logInfo("tick store stopped", { flushedOnShutdown: pending, rows: sink.stats.rows, files: sink.stats.files })
+          }).pipe(Effect.catch((e) => Effect.logError("flush on shutdown failed; uncommitted ticks will be redelivered", { error: e })))
+        )
+      )
+    })
+  ).pipe(Effect.annotateLogs({ stage: "store" }))
+
+/** The stage with its own DuckDB-backed TickStore (what `autotrader run` starts). */
+export const runStore = (options: StoreOptions) =>
+  runStoreWith(options).pipe(
+    Effect.provide(
+      TickStoreLive.layer({ dataDir: options.dataDir, rowGroupSize: options.rowGroupSize, compression: options.compression })
+    )
+  )

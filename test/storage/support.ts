@@ -1,0 +1,46 @@
+import { DuckDBInstance } from "@duckdb/node-api"
+import { Effect } from "effect"
+import { mkdtemp, rm } from "node:fs/promises"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import type { Tick } from "../../src/domain/Messages.ts"
+
+/** A fresh directory under the OS temp dir, removed when the test's scope closes. */
+export const tempDir = (prefix = "autotrader-store-") =>
+  Effect.acquireRelease(
+    Effect.promise(() => mkdtemp(join(tmpdir(), prefix))),
+    (dir) => Effect.promise(() => rm(dir, { recursive: true, force: true }))
+  )
+
+/** Runs SQL in a throwaway DuckDB and returns JS row objects. */
+export const query = (sql: string) =>
+  Effect.promise(async () => {
+    const instance = await DuckDBInstance.create(":memory:")
+    const c = await instance.connect()
+    try {
+      return (await c.runAndReadAll(sql)).getRowObjectsJS() as Array<Record<string, unknown>>
+    } finally {
+      c.closeSync()
+      instance.closeSync()
+    }
+  })
+
+/** Waits on real time for real I/O (DuckDB, the file system) to finish; polls `check`. */
+export const eventually = <E, R>(check: Effect.Effect<boolean, E, R>, timeoutMs = 20_000) =>
+  Effect.gen(function*() {
+    const until = Date.now() + timeoutMs
+    while (!(yield* check)) {
+      if (Date.now() > until) return yield* Effect.die(new Error("condition not met in time"))
+      yield* Effect.promise(() => new Promise((r) => setTimeout(r, 10)))
+    }
+  })
+
+export const mkTick = (symbol: string, tradeId: number, ts: number, price: number, side: "BUY" | "SELL" = "BUY"): Tick => ({
+  symbol,
+  price,
+  size: 0.5 + (tradeId % 7) / 100,
+  side,
+  tradeId,
+  ts,
+  receivedAt: ts + 3
+})
