@@ -4,6 +4,7 @@ import { Cause, Effect, Exit, Option } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as SimExchangeServer from "../sim/SimExchangeServer.ts"
 import { LoggingLive, parseDuration, symbolsConfig } from "./AppConfig.ts"
+import { replayCommand } from "./ReplayCommand.ts"
 import { run } from "./Run.ts"
 
 const runCmd = Command.make(
@@ -38,7 +39,7 @@ const simCmd = Command.make(
 
 const root = Command.make("autotrader").pipe(
   Command.withDescription("Streaming trading engine: ingest → signals → risk → orders"),
-  Command.withSubcommands([runCmd, simCmd])
+  Command.withSubcommands([runCmd, simCmd, replayCommand])
 )
 
 root.pipe(

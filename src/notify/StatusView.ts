@@ -1,0 +1,79 @@
+/**
+ * What /status shows, kept by the notifier from the bus: positions (from `orders.events` through the
+ * PositionBook), the last signals with the risk gate's decision, and whether trading is paused.
+ * Applying an order event is idempotent (fills are keyed by clientOrderId), because two readers feed it:
+ * the replay that rebuilds it at start and the notifier's own consumer group.
+ */
+import type { Approved, Candidate, Control, OrderEvent, Rejected } from "../domain/Messages.ts"
+import { applyOrderEvent, type Position, positionOf } from "../orders/PositionBook.ts"
+import type { SignalSummary, StatusInput } from "./Format.ts"
+
+export interface StatusView {
+  readonly startedAt: number
+  readonly symbols: ReadonlyArray<string>
+  readonly positions: Map<string, Position>
+  /** clientOrderId of each applied fill → realized PnL of that fill (undefined for buys). */
+  readonly fills: Map<string, number | undefined>
+  readonly lastSignals: Array<{ candidate: Candidate; outcome?: string }>
+  readonly maxSignals: number
+  paused: boolean
+  pausedBy: string | undefined
+}
+
+const FILL_MEMORY = 10_000
+
+export const makeView = (startedAt: number, symbols: ReadonlyArray<string>, maxSignals = 5): StatusView => ({
+  startedAt,
+  symbols,
+  positions: new Map(),
+  fills: new Map(),
+  lastSignals: [],
+  maxSignals,
+  paused: false,
+  pausedBy: undefined
+})
+
+/** Applies `event` once; returns the realized PnL of a sell fill (also when it was applied before). */
+export const applyOrder = (view: StatusView, event: OrderEvent): number | undefined => {
+  if (event._tag !== "OrderFilled") return undefined
+  if (view.fills.has(event.clientOrderId)) return view.fills.get(event.clientOrderId)
+  const before = positionOf(view.positions, event.symbol).realizedPnl
+  applyOrderEvent(view.positions, event)
+  const pnl = event.side === "SELL" ? positionOf(view.positions, event.symbol).realizedPnl - before : undefined
+  view.fills.set(event.clientOrderId, pnl)
+  if (view.fills.size > FILL_MEMORY) {
+    const oldest = view.fills.keys().next().value
+    if (oldest !== undefined) view.fills.delete(oldest)
+  }
+  return pnl
+}
+
+export const recordCandidate = (view: StatusView, candidate: Candidate): void => {
+  if (view.lastSignals.some((s) => s.candidate.id === candidate.id)) return
+  view.lastSignals.push({ candidate })
+  if (view.lastSignals.length > view.maxSignals) view.lastSignals.shift()
+}
+
+export const recordDecision = (view: StatusView, decision: Approved | Rejected): void => {
+  const outcome = decision._tag === "Approved" ? `approved ${decision.action}` : `rejected: ${decision.reason}`
+  const entry = view.lastSignals.find((s) => s.candidate.id === decision.id)
+  if (entry !== undefined) entry.outcome = outcome
+  else {
+    view.lastSignals.push({ candidate: decision.candidate, outcome })
+    if (view.lastSignals.length > view.maxSignals) view.lastSignals.shift()
+  }
+}
+
+export const applyControl = (view: StatusView, control: Control): void => {
+  view.paused = control.command === "pause"
+  view.pausedBy = view.paused ? control.by : undefined
+}
+
+export const statusOf = (view: StatusView, now: number): StatusInput => ({
+  uptimeMs: now - view.startedAt,
+  symbols: view.symbols,
+  paused: view.paused,
+  ...(view.pausedBy === undefined ? {} : { pausedBy: view.pausedBy }),
+  positions: [...view.positions.values()],
+  lastSignals: view.lastSignals.map((s): SignalSummary => (s.outcome === undefined ? { candidate: s.candidate } : { candidate: s.candidate, outcome: s.outcome }))
+})
