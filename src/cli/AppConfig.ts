@@ -1,6 +1,7 @@
 /** Process-wide config from env, with sane defaults. Invalid values stop the process at start-up, loudly. */
 import { Config, Duration, Effect, Layer, Logger, References } from "effect"
 import { ConfigError } from "../domain/Errors.ts"
+import { consoleFlatJson } from "../observability/JsonLogger.ts"
 
 const SYMBOL = /^[A-Z0-9]{2,20}$/
 
@@ -26,7 +27,7 @@ export const simConfig = Config.all({
 
 /** JSON logs on stdout at LOG_LEVEL (Trace, Debug, Info, Warn, Error; default Info). */
 export const LoggingLive = Layer.mergeAll(
-  Logger.layer([Logger.consoleJson]),
+  Logger.layer([consoleFlatJson]),
   Layer.effect(
     References.MinimumLogLevel,
     Config.LogLevel("LOG_LEVEL").pipe(Config.withDefault("Info" as const))

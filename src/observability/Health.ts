@@ -4,7 +4,7 @@
  */
 import { NodeHttpServer } from "@effect/platform-node"
 import { Clock, Context, Effect, Layer, Ref } from "effect"
-import { HttpRouter, HttpServer, HttpServerResponse } from "effect/http"
+import { HttpRouter, HttpServerResponse } from "effect/http"
 import { PrometheusMetrics } from "effect/observability"
 import { createServer } from "node:http"
 import { Bus } from "../bus/Bus.ts"
@@ -65,6 +65,5 @@ const healthRoute = HttpRouter.add(
 /** `/health` and `/metrics` on `port` (0: the OS picks; the address is logged). */
 export const healthServer = (port: number, host = "0.0.0.0") =>
   HttpRouter.serve(Layer.mergeAll(healthRoute, PrometheusMetrics.layerHttp())).pipe(
-    HttpServer.withLogAddress,
     Layer.provideMerge(NodeHttpServer.layer(createServer, { port, host }))
   )

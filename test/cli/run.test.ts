@@ -1,0 +1,70 @@
+/** `autotrader run` as a user runs it: a real process, the embedded simulator, stops by itself or on SIGTERM. */
+import { describe, expect, it } from "@effect/vitest"
+import { spawn } from "node:child_process"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+
+const SECRET = "s3cr3t-never-in-logs"
+
+const start = (args: ReadonlyArray<string>, env: Record<string, string> = {}) => {
+  const dataDir = mkdtempSync(join(tmpdir(), "autotrader-run-"))
+  const child = spawn(process.execPath, ["bin/autotrader.js", ...args], {
+    env: {
+      ...process.env,
+      HTTP_PORT: "0",
+      DATA_DIR: dataDir,
+      SIM_TICKS_PER_SECOND: "100",
+      EXCHANGE_API_SECRET: SECRET,
+      ...env
+    },
+    stdio: ["ignore", "pipe", "pipe"]
+  })
+  let out = ""
+  child.stdout.on("data", (d) => (out += d))
+  child.stderr.on("data", (d) => (out += d))
+  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
+  return { child, output: () => out, exited, cleanup: () => rmSync(dataDir, { recursive: true, force: true }) }
+}
+
+const lines = (out: string) =>
+  out
+    .split("\n")
+    .filter((l) => l.startsWith("{"))
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+
+describe("autotrader run", () => {
+  it("--for stops by itself after draining, exit code 0, JSON logs with a line per candidate and decision", async () => {
+    const run = start(["run", "--for", "6s"])
+    const code = await run.exited
+    run.cleanup()
+    const logs = lines(run.output())
+    expect(code).toBe(0)
+    expect(logs.length).toBeGreaterThan(3)
+    const messages = logs.map((l) => l.message)
+    expect(messages).toContain("candidate")
+    expect(messages.some((m) => m === "approved" || m === "rejected")).toBe(true)
+    expect(messages).toContain("pipeline drained")
+    for (const l of logs) expect(typeof l.level).toBe("string")
+    expect(run.output()).not.toContain(SECRET)
+  }, 30_000)
+
+  it("SIGTERM drains and exits 0", async () => {
+    const run = start(["run"])
+    const deadline = Date.now() + 15_000
+    while (!run.output().includes("autotrader running") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
+    run.child.kill("SIGTERM")
+    const code = await run.exited
+    run.cleanup()
+    expect(code).toBe(0)
+    expect(run.output()).toContain("pipeline drained")
+  }, 30_000)
+
+  it("a bad SYMBOLS value stops at start-up with a clear message and a non-zero exit", async () => {
+    const run = start(["run", "--for", "2s"], { SYMBOLS: "btc usdt" })
+    const code = await run.exited
+    run.cleanup()
+    expect(code).not.toBe(0)
+    expect(run.output()).toMatch(/SYMBOLS must be a comma-separated list/)
+  }, 30_000)
+})
