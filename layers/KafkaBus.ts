@@ -1,0 +1,494 @@
+/**
+ * The Bus over Kafka (kafkajs 2.2.4): the same semantics as layers/InMemoryBus, checked by test/bus/contract.ts.
+ *
+ * - Publishing: one idempotent producer (acks=all, one request in flight), keyed by the given key so per-key order
+ *   holds (a key always maps to the same partition), values JSON-encoded with the topic's Schema.
+ * - Subscribing: one kafkajs consumer per `subscribe`, `autoCommit: false`. kafkajs hands batches to `eachBatch`,
+ *   which offers each message to a bounded Queue and does not return while the queue is full, so the consumer never
+ *   fetches far ahead of the stage (back-pressure). `resolveOffset` only moves kafkajs' fetch position; the group's
+ *   offset moves only when the stage calls `Delivery.commit`.
+ * - A `Delivery.commit` after its subscription has ended (the stream completed, the consumer left the group) is
+ *   still honoured, as in memory: it is written as an admin commit (no generation), which Kafka accepts while the
+ *   group has no members. With a member present it fails with BusError, as it would in any Kafka client.
+ * - Undecodable messages are dead-lettered when they reach the head of the stream, i.e. after the stage has pulled
+ *   everything before them; their offset is committed only once every earlier delivery of the partition is
+ *   committed, so a dead letter never commits past an unhandled message.
+ * - Ephemeral readers use a throw-away group id, read from the earliest offset and never commit; they log and count
+ *   undecodable messages but do not publish dead letters (a replay on every restart would duplicate them).
+ */
+import { Cause, Clock, Config, Duration, Effect, Exit, Layer, Metric, Queue, Result, Schedule, Stream } from "effect"
+import type { Scope } from "effect"
+import { Kafka, logLevel, Partitioners } from "kafkajs"
+import type { Admin, Consumer, EachBatchPayload, KafkaMessage, LogEntry, Producer } from "kafkajs"
+import { randomUUID } from "node:crypto"
+import { Bus, type BusShape, type Delivery, type EndOffsets, type SubscribeOptions, topicCodec } from "../src/bus/Bus.ts"
+import { BusError } from "../src/domain/Errors.ts"
+import type { DeadLetter } from "../src/domain/Messages.ts"
+import { AllTopics, DeadLetters, type Topic } from "../src/domain/Topics.ts"
+
+export interface KafkaBusOptions {
+  /** `host:port` of the bootstrap brokers. */
+  readonly brokers: ReadonlyArray<string>
+  readonly clientId: string
+  /** Partitions of the topics this bus creates. */
+  readonly partitions: number
+  /** Deliveries a subscription buffers before its consumer stops fetching (default 256). */
+  readonly bufferSize?: number
+  /** Consumer group session timeout (default 10 s; the dev broker allows down to 1 s). */
+  readonly sessionTimeoutMs?: number
+  /** Consumer heartbeat interval, also used while a full buffer holds the consumer back (default 1 s). */
+  readonly heartbeatIntervalMs?: number
+  /** Longest a fetch waits on the broker when there is nothing to read (default 50 ms; data returns at once). */
+  readonly maxWaitTimeMs?: number
+  /** Start-up attempts after the first (connect, create topics) before failing with BusError (default 6). */
+  readonly connectRetries?: number
+  /** First start-up retry delay; doubles, jittered, capped at 5 s (default 200 ms). */
+  readonly connectBaseDelay?: Duration.Input
+  /** kafkajs' own retries per request (default 5, 100 ms doubling to at most 2 s). */
+  readonly requestRetries?: number
+  /** How often `ready` is re-checked against the broker (default 5 s). */
+  readonly probeInterval?: Duration.Input
+  /** kafkajs log lines at or above this level go to the Effect logger (default "WARN"). */
+  readonly kafkaLogLevel?: "ERROR" | "WARN" | "INFO" | "DEBUG"
+}
+
+/** Options from the environment: KAFKA_BROKERS (comma-separated), KAFKA_CLIENT_ID, KAFKA_PARTITIONS. */
+export const config: Config.Config<KafkaBusOptions> = Config.all({
+  brokers: Config.String("KAFKA_BROKERS").pipe(
+    Config.withDefault("127.0.0.1:19092"),
+    Config.map((s) => s.split(",").map((b) => b.trim()).filter((b) => b.length > 0))
+  ),
+  clientId: Config.String("KAFKA_CLIENT_ID").pipe(Config.withDefault("autotrader")),
+  partitions: Config.Int("KAFKA_PARTITIONS").pipe(Config.withDefault(3))
+})
+
+const decodeFailures = Metric.counter("bus_decode_failures_total", {
+  description: "Messages that failed to decode and were dead-lettered"
+})
+
+const messageOf = (error: unknown): string => (error instanceof Error ? error.message : String(error))
+
+const kafkaLogLevels = { ERROR: logLevel.ERROR, WARN: logLevel.WARN, INFO: logLevel.INFO, DEBUG: logLevel.DEBUG }
+
+/**
+ * kafkajs lines go to the Effect logger. Its `Connection` namespace logs every error response at ERROR even when
+ * the caller retries it (e.g. "coordinator is loading" on a fresh broker): those are Debug; a failure that survives
+ * the retries reaches us as a BusError anyway.
+ */
+/** Logged on every start because our idempotent producer's retries are bounded on purpose (see `make`). */
+const boundedRetriesWarning = "Limiting retries for the idempotent producer"
+
+const logCreator = (run: (effect: Effect.Effect<void>) => void) => () => (entry: LogEntry) => {
+  const { message, timestamp: _timestamp, logger: _logger, ...fields } = entry.log
+  const severity = entry.level === logLevel.ERROR
+    ? entry.namespace === "Connection" ? "Debug" : "Error"
+    : entry.level === logLevel.WARN && !message.startsWith(boundedRetriesWarning)
+    ? "Warn"
+    : "Debug"
+  run(Effect.logWithLevel(severity)(`kafkajs ${entry.namespace}: ${message}`).pipe(Effect.annotateLogs(fields)))
+}
+
+/** What kafkajs keeps private: its cluster, which can send an OffsetCommit without a group generation. */
+interface GroupCoordinator {
+  readonly offsetCommit: (request: {
+    readonly groupId: string
+    readonly groupGenerationId: number
+    readonly memberId: string
+    readonly topics: ReadonlyArray<{
+      readonly topic: string
+      readonly partitions: ReadonlyArray<{ readonly partition: number; readonly offset: string }>
+    }>
+  }) => Promise<unknown>
+}
+interface InternalCluster {
+  readonly connect: () => Promise<void>
+  readonly disconnect: () => Promise<void>
+  readonly findGroupCoordinator: (request: { readonly groupId: string }) => Promise<GroupCoordinator>
+}
+
+/**
+ * kafkajs has no counterpart of Java's `Admin.alterConsumerGroupOffsets` (its `admin.setOffsets` joins the group
+ * and waits a whole fetch, seconds). Its client builds clusters with a private factory; kafkajs is frozen at 2.2.4,
+ * so this stays put. Undefined if it ever moves.
+ */
+const makeInternalCluster = (kafka: Kafka): InternalCluster | undefined => {
+  const key = Object.getOwnPropertySymbols(kafka).find((s) => s.description === "private:Kafka:createCluster")
+  const factory: unknown = key === undefined ? undefined : (kafka as unknown as Record<symbol, unknown>)[key]
+  return typeof factory === "function" ? (factory as (options: object) => InternalCluster)({}) : undefined
+}
+
+type Item<A> =
+  | { readonly _tag: "Delivery"; readonly delivery: Delivery<A> }
+  | {
+    readonly _tag: "Undecodable"
+    readonly partition: number
+    readonly offset: number
+    readonly key: string
+    readonly raw: string
+    readonly error: string
+  }
+
+/** Per partition: the offset the group has committed up to (as far as this subscription knows) and dead letters above it. */
+interface PartitionCommits {
+  floor: number
+  readonly deadLettered: Set<number>
+}
+
+export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const bufferSize = options.bufferSize ?? 256
+    const sessionTimeout = options.sessionTimeoutMs ?? 10_000
+    const heartbeatInterval = options.heartbeatIntervalMs ?? 1_000
+    const maxWaitTimeInMs = options.maxWaitTimeMs ?? 50
+    const context = yield* Effect.context<never>()
+    const runLog = (effect: Effect.Effect<void>) => {
+      Effect.runForkWith(context)(effect)
+    }
+
+    const kafka = new Kafka({
+      clientId: options.clientId,
+      brokers: [...options.brokers],
+      connectionTimeout: 1_000,
+      requestTimeout: 10_000,
+      retry: { retries: options.requestRetries ?? 5, initialRetryTime: 100, maxRetryTime: 2_000 },
+      logLevel: kafkaLogLevels[options.kafkaLogLevel ?? "WARN"],
+      logCreator: logCreator(runLog)
+    })
+    const admin: Admin = kafka.admin()
+    const producer: Producer = kafka.producer({
+      idempotent: true,
+      maxInFlightRequests: 1,
+      createPartitioner: Partitioners.DefaultPartitioner,
+      // kafkajs refuses an idempotent producer without retries. They stay bounded (kafkajs' default for idempotent
+      // producers is forever): the stage gets a BusError and decides; delivery is at-least-once either way.
+      retry: { retries: Math.max(1, options.requestRetries ?? 5) }
+    })
+
+    // `ready`: both clients connected (kafkajs events) and the last broker round trip succeeded.
+    const status = { admin: false, producer: false, healthy: false }
+    admin.on(admin.events.CONNECT, () => (status.admin = true))
+    admin.on(admin.events.DISCONNECT, () => (status.admin = false))
+    producer.on(producer.events.CONNECT, () => (status.producer = true))
+    producer.on(producer.events.DISCONNECT, () => (status.producer = false))
+
+    const attempt = <A>(operation: string, topic: string, f: () => Promise<A>): Effect.Effect<A, BusError> =>
+      Effect.tryPromise({
+        try: f,
+        catch: (error) => new BusError({ operation, topic, message: messageOf(error) })
+      }).pipe(
+        Effect.tap(() => Effect.sync(() => (status.healthy = true))),
+        Effect.tapError(() => Effect.sync(() => (status.healthy = false)))
+      )
+
+    const created = new Map<string, Promise<void>>()
+    const createTopics = (names: ReadonlyArray<string>): Promise<void> =>
+      admin
+        .createTopics({
+          topics: names.map((topic) => ({ topic, numPartitions: options.partitions })),
+          waitForLeaders: true
+        })
+        .then(() => undefined)
+    /**
+     * Creates a topic once per process (idempotent on the broker too), before anyone reads or writes it. Retried:
+     * a broker that has just started or just created many topics can take seconds until the leaders show up.
+     */
+    const ensureTopic = (name: string): Effect.Effect<void, BusError> =>
+      attempt("createTopic", name, () => {
+        let pending = created.get(name)
+        if (pending === undefined) {
+          pending = createTopics([name])
+          created.set(name, pending)
+          pending.catch(() => created.delete(name))
+        }
+        return pending
+      }).pipe(Effect.retry(topicBackoff))
+
+    const topicBackoff = Schedule.exponential("100 millis", 2).pipe(
+      Schedule.modifyDelay(({ duration }) => Effect.succeed(Duration.min(duration, Duration.seconds(1)))),
+      Schedule.jittered,
+      Schedule.upTo({ times: 8 })
+    )
+    const backoff = Schedule.exponential(options.connectBaseDelay ?? "200 millis", 2).pipe(
+      Schedule.modifyDelay(({ duration }) => Effect.succeed(Duration.min(duration, Duration.seconds(5)))),
+      Schedule.jittered,
+      Schedule.upTo({ times: options.connectRetries ?? 6 })
+    )
+    const startUp = Effect.gen(function*() {
+      yield* attempt("connect", "*", () => admin.connect())
+      yield* attempt("connect", "*", () => producer.connect())
+      const names = AllTopics.map((t) => t.name)
+      yield* attempt("createTopics", names.join(","), () => createTopics(names))
+      for (const name of names) created.set(name, Promise.resolve())
+    }).pipe(
+      Effect.tapError((e) => Effect.logWarning("Kafka not reachable yet, retrying", { brokers: options.brokers, error: e.message })),
+      Effect.retry(backoff)
+    )
+    yield* Effect.acquireRelease(startUp, () =>
+      Effect.promise(() =>
+        Promise.allSettled([producer.disconnect(), admin.disconnect()]).then(() => {
+          status.healthy = false
+        })
+      )).pipe(Effect.withSpan("KafkaBus.connect"))
+
+    // A cheap metadata request keeps `ready` honest while nothing is published.
+    yield* Effect.forkScoped(
+      attempt("probe", "*", () => admin.describeCluster()).pipe(
+        Effect.timeout("3 seconds"),
+        Effect.exit,
+        Effect.tap((exit) => Effect.sync(() => (status.healthy = Exit.isSuccess(exit)))),
+        Effect.repeat(Schedule.spaced(options.probeInterval ?? "5 seconds"))
+      )
+    )
+
+    let internalCluster: Promise<InternalCluster> | undefined
+    yield* Effect.addFinalizer(() =>
+      internalCluster === undefined
+        ? Effect.void
+        : Effect.promise(() => internalCluster!.then((c) => c.disconnect()).catch(() => undefined))
+    )
+    /** Commit for a group without members (admin commit: generation -1, no member id). */
+    const commitAsAdmin = (groupId: string, topic: string, partition: number, offset: number) =>
+      attempt("commit", topic, async () => {
+        if (internalCluster === undefined) {
+          const cluster = makeInternalCluster(kafka)
+          if (cluster === undefined) throw new Error("kafkajs internals moved: cannot commit for a closed subscription")
+          internalCluster = cluster.connect().then(() => cluster)
+          internalCluster.catch(() => (internalCluster = undefined))
+        }
+        const coordinator = await (await internalCluster).findGroupCoordinator({ groupId })
+        await coordinator.offsetCommit({
+          groupId,
+          groupGenerationId: -1,
+          memberId: "",
+          topics: [{ topic, partitions: [{ partition, offset: String(offset) }] }]
+        })
+      }).pipe(
+        Effect.mapError((e) =>
+          new BusError({
+            operation: e.operation,
+            topic: e.topic,
+            message: `${e.message} (group ${groupId}: its subscription ended; a commit then needs the group to have no members)`
+          })
+        )
+      )
+
+    const send = (topic: string, messages: Array<{ key: string; value: string }>) =>
+      attempt("publish", topic, () => producer.send({ topic, acks: -1, messages }))
+
+    const publishAll = <A>(topic: Topic<A>, messages: ReadonlyArray<{ readonly key: string; readonly value: A }>) =>
+      Effect.gen(function*() {
+        if (messages.length === 0) return
+        const { encode } = topicCodec(topic)
+        const encoded = yield* Effect.try({
+          try: () => messages.map((m) => ({ key: m.key, value: encode(m.value) })),
+          catch: (error) => new BusError({ operation: "encode", topic: topic.name, message: messageOf(error) })
+        })
+        yield* ensureTopic(topic.name)
+        yield* send(topic.name, encoded)
+      }).pipe(Effect.withSpan("KafkaBus.publish", { attributes: { topic: topic.name, count: messages.length } }))
+
+    const publishRaw = (topic: string, key: string, value: string) =>
+      ensureTopic(topic).pipe(
+        Effect.andThen(send(topic, [{ key, value }])),
+        Effect.withSpan("KafkaBus.publishRaw", { attributes: { topic } })
+      )
+
+    const endOffsets = (topic: Topic<any>): Effect.Effect<EndOffsets, BusError> =>
+      ensureTopic(topic.name).pipe(
+        Effect.andThen(attempt("endOffsets", topic.name, () => admin.fetchTopicOffsets(topic.name))),
+        Effect.map((offsets): EndOffsets => new Map(offsets.map((o) => [o.partition, Number(o.high)]))),
+        Effect.withSpan("KafkaBus.endOffsets", { attributes: { topic: topic.name } })
+      )
+
+    /** Σ over partitions of end offset − the group's committed offset (the log start where it has none). */
+    const lag = (topic: Topic<any>, group: string): Effect.Effect<number, BusError> =>
+      Effect.gen(function*() {
+        yield* ensureTopic(topic.name)
+        const ends = yield* attempt("lag", topic.name, () => admin.fetchTopicOffsets(topic.name))
+        const [committed] = yield* attempt("lag", topic.name, () => admin.fetchOffsets({ groupId: group, topics: [topic.name] }))
+        const byPartition = new Map((committed?.partitions ?? []).map((p) => [p.partition, Number(p.offset)]))
+        let total = 0
+        for (const { partition, high, low } of ends) {
+          const at = byPartition.get(partition) ?? -1
+          total += Number(high) - Math.max(at < 0 ? Number(low) : at, Number(low))
+        }
+        return total
+      }).pipe(Effect.withSpan("KafkaBus.lag", { attributes: { topic: topic.name, group } }))
+
+    const deadLetterCodec = topicCodec(DeadLetters)
+
+    const subscribe = <A>(topic: Topic<A>, subscribeOptions: SubscribeOptions): Stream.Stream<Delivery<A>, BusError> =>
+      Stream.unwrap(
+        Effect.gen(function*() {
+          yield* ensureTopic(topic.name)
+          const ephemeral = subscribeOptions.ephemeral === true
+          const groupId = ephemeral ? `${subscribeOptions.group}.ephemeral.${randomUUID()}` : subscribeOptions.group
+          const { decode } = topicCodec(topic)
+          const queue = yield* Queue.bounded<Item<A>, BusError | Cause.Done>(bufferSize)
+          const state = { live: true }
+          const commits = new Map<number, PartitionCommits>()
+          const partitionCommits = (partition: number, offset: number): PartitionCommits => {
+            let c = commits.get(partition)
+            if (c === undefined) {
+              // The first offset this subscription sees on a partition: the group had committed up to it.
+              c = { floor: offset, deadLettered: new Set() }
+              commits.set(partition, c)
+            }
+            return c
+          }
+
+          const consumer: Consumer = kafka.consumer({
+            groupId,
+            sessionTimeout,
+            heartbeatInterval,
+            rebalanceTimeout: Math.max(sessionTimeout, 10_000),
+            maxWaitTimeInMs,
+            minBytes: 1,
+            allowAutoTopicCreation: false
+          })
+          consumer.on(consumer.events.CRASH, (event) => {
+            if (!event.payload.restart) {
+              Queue.failCauseUnsafe(
+                queue,
+                Cause.fail(new BusError({ operation: "subscribe", topic: topic.name, message: messageOf(event.payload.error) }))
+              )
+            }
+          })
+
+          /** Commits `offset` (the next one to read) unless the group is already there; skips dead letters right above it. */
+          const commitFrom = (partition: number, offset: number): Effect.Effect<void, BusError> =>
+            Effect.suspend(() => {
+              const c = partitionCommits(partition, offset)
+              let target = offset
+              while (c.deadLettered.delete(target)) target++
+              if (target <= c.floor) return Effect.void
+              c.floor = target
+              return state.live
+                ? attempt("commit", topic.name, () =>
+                  consumer.commitOffsets([{ topic: topic.name, partition, offset: String(target) }]))
+                : commitAsAdmin(groupId, topic.name, partition, target)
+            })
+
+          const toItem = (partition: number, message: KafkaMessage): Item<A> => {
+            const offset = Number(message.offset)
+            const key = message.key?.toString("utf8") ?? ""
+            const raw = message.value?.toString("utf8") ?? ""
+            partitionCommits(partition, offset)
+            const decoded = decode(raw)
+            if (Exit.isSuccess(decoded)) {
+              return {
+                _tag: "Delivery",
+                delivery: {
+                  topic: topic.name,
+                  key,
+                  value: decoded.value,
+                  partition,
+                  offset,
+                  commit: ephemeral
+                    ? Effect.void
+                    : commitFrom(partition, offset + 1).pipe(
+                      Effect.withSpan("KafkaBus.commit", { attributes: { topic: topic.name, partition, offset } })
+                    )
+                }
+              }
+            }
+            const error = Cause.squash(decoded.cause)
+            return { _tag: "Undecodable", partition, offset, key, raw, error: messageOf(error) }
+          }
+
+          /** Waits for room in the buffer, heartbeating so the group keeps this member meanwhile. */
+          const offer = async (item: Item<A>, payload: EachBatchPayload): Promise<{ offered: boolean; rejoin: boolean }> => {
+            if (Queue.offerUnsafe(queue, item)) return { offered: true, rejoin: false }
+            let rejoin = false
+            const timer = setInterval(() => {
+              payload.heartbeat().catch(() => (rejoin = true))
+            }, heartbeatInterval)
+            try {
+              const offered = await Effect.runPromise(Queue.offer(queue, item)).catch(() => false)
+              return { offered, rejoin }
+            } finally {
+              clearInterval(timer)
+            }
+          }
+
+          const eachBatch = async (payload: EachBatchPayload): Promise<void> => {
+            const { batch } = payload
+            for (const message of batch.messages) {
+              if (!state.live || !payload.isRunning() || payload.isStale()) return
+              const { offered, rejoin } = await offer(toItem(batch.partition, message), payload)
+              if (!offered) return
+              // Fetch position only: the group's offset moves on Delivery.commit.
+              payload.resolveOffset(message.offset)
+              if (rejoin) return
+            }
+          }
+
+          yield* Effect.acquireRelease(
+            attempt("subscribe", topic.name, async () => {
+              await consumer.connect()
+              await consumer.subscribe({ topic: topic.name, fromBeginning: ephemeral || subscribeOptions.start !== "latest" })
+              await consumer.run({ autoCommit: false, eachBatchAutoResolve: false, partitionsConsumedConcurrently: 1, eachBatch })
+            }).pipe(Effect.tapError(() => Effect.promise(() => consumer.disconnect().catch(() => undefined)))),
+            () =>
+              Effect.gen(function*() {
+                // Later commits of this subscription's deliveries go the admin way, after the member has left.
+                state.live = false
+                yield* Queue.shutdown(queue)
+                yield* Effect.promise(() => consumer.disconnect().catch(() => undefined))
+              })
+          )
+
+          const deadLetter = (item: Extract<Item<A>, { _tag: "Undecodable" }>) =>
+            Effect.gen(function*() {
+              yield* Metric.update(decodeFailures.pipe(Metric.withAttributes({ topic: topic.name })), 1)
+              yield* Effect.logWarning("undecodable message dead-lettered", {
+                topic: topic.name,
+                partition: item.partition,
+                offset: item.offset,
+                key: item.key,
+                raw: item.raw,
+                error: item.error
+              })
+              if (ephemeral) return
+              if (topic.name !== DeadLetters.name) {
+                const ts = yield* Clock.currentTimeMillis
+                const letter: DeadLetter = { topic: topic.name, key: item.key, raw: item.raw, error: item.error, ts }
+                yield* send(DeadLetters.name, [{ key: item.key, value: deadLetterCodec.encode(letter) }])
+              }
+              const c = partitionCommits(item.partition, item.offset)
+              if (c.floor === item.offset) yield* commitFrom(item.partition, item.offset + 1)
+              else c.deadLettered.add(item.offset)
+            })
+
+          return Stream.fromQueue(queue).pipe(
+            Stream.filterMapEffect((item: Item<A>) =>
+              item._tag === "Delivery"
+                ? Effect.succeed(Result.succeed(item.delivery))
+                : deadLetter(item).pipe(Effect.as(Result.fail(item)))
+            )
+          )
+        }).pipe(Effect.withSpan("KafkaBus.subscribe", { attributes: { topic: topic.name, group: subscribeOptions.group } }))
+      )
+
+    return Bus.of({
+      publish: (topic, key, value) => publishAll(topic, [{ key, value }]),
+      publishAll,
+      publishRaw,
+      subscribe,
+      endOffsets,
+      lag,
+      ready: Effect.sync(() => status.admin && status.producer && status.healthy)
+    })
+  })
+
+/** KafkaBus with explicit options (tests, tools). */
+export const layerConfig = (options: KafkaBusOptions): Layer.Layer<Bus, BusError> => Layer.effect(Bus, make(options))
+
+/** KafkaBus configured from the environment (see `config`). */
+export const layer: Layer.Layer<Bus, BusError | Config.ConfigError> = Layer.effect(
+  Bus,
+  Effect.gen(function*() {
+    const options = yield* config
+    return yield* make(options)
+  })
+)
