@@ -6,6 +6,7 @@
 import { Config, Duration, Effect, Layer, Option } from "effect"
 import * as BinanceExchange from "../../layers/BinanceExchange.ts"
 import * as InMemoryBus from "../../layers/InMemoryBus.ts"
+import * as KafkaBus from "../../layers/KafkaBus.ts"
 import type { Bus } from "../bus/Bus.ts"
 import type { Exchange } from "../exchange/Exchange.ts"
 import { MarketRaw, SignalsApproved, SignalsCandidate } from "../domain/Topics.ts"
@@ -21,7 +22,7 @@ import { busKindConfig, httpPortConfig, simConfig, symbolsConfig } from "./AppCo
 import { type Stage, startStages } from "./Pipeline.ts"
 
 export const busLayer = Layer.unwrap(
-  Effect.map(busKindConfig, (kind) => (kind === "kafka" ? InMemoryBus.layer /* KAFKA-TODO */ : InMemoryBus.layer))
+  Effect.map(busKindConfig, (kind) => (kind === "kafka" ? KafkaBus.layer : InMemoryBus.layer))
 )
 
 /** Exchange URLs from env, or the embedded simulator's when they are not set. */

@@ -1,11 +1,12 @@
 /** The `autotrader` command line. */
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Cause, Effect, Exit, Option } from "effect"
-import { Command, Flag } from "effect/cli"
+import { Argument, Command, Flag } from "effect/cli"
 import * as SimExchangeServer from "../sim/SimExchangeServer.ts"
 import { LoggingLive, parseDuration, symbolsConfig } from "./AppConfig.ts"
 import { replayCommand } from "./ReplayCommand.ts"
 import { run } from "./Run.ts"
+import { SERVICE_STAGES, service } from "./Service.ts"
 
 const runCmd = Command.make(
   "run",
@@ -37,9 +38,15 @@ const simCmd = Command.make(
   }, Effect.scoped)
 ).pipe(Command.withDescription("Serve the simulated Binance-protocol exchange (WebSocket trade streams + signed REST)"))
 
+const serviceCmd = Command.make(
+  "service",
+  { stage: Argument.Literals("stage", SERVICE_STAGES) },
+  ({ stage }) => service(stage)
+).pipe(Command.withDescription(`Run one stage as its own process over Kafka: ${SERVICE_STAGES.join(", ")}`))
+
 const root = Command.make("autotrader").pipe(
   Command.withDescription("Streaming trading engine: ingest → signals → risk → orders"),
-  Command.withSubcommands([runCmd, simCmd, replayCommand])
+  Command.withSubcommands([runCmd, serviceCmd, simCmd, replayCommand])
 )
 
 root.pipe(
