@@ -104,3 +104,24 @@ export const commitBatch = (deliveries: ReadonlyArray<Delivery<unknown>>): Effec
   for (const d of deliveries) last.set(d.partition, d)
   return Effect.forEach(last.values(), (d) => d.commit, { discard: true })
 }
+
+/**
+ * The same bus with every topic and consumer group name prefixed: several deployments (or test runs) share one
+ * Kafka cluster without seeing each other's messages, offsets or state.
+ */
+export const namespaced = (prefix: string, bus: BusShape): BusShape => {
+  if (prefix === "") return bus
+  const at = <A>(topic: Topic<A>): Topic<A> => ({ ...topic, name: `${prefix}${topic.name}` })
+  return {
+    publish: (topic, key, value) => bus.publish(at(topic), key, value),
+    publishAll: (topic, messages) => bus.publishAll(at(topic), messages),
+    publishRaw: (name, key, value) => bus.publishRaw(`${prefix}${name}`, key, value),
+    subscribe: (topic, options) =>
+      bus.subscribe(at(topic), { ...options, group: `${prefix}${options.group}` }).pipe(
+        Stream.map((d) => ({ ...d, topic: topic.name }))
+      ),
+    endOffsets: (topic) => bus.endOffsets(at(topic)),
+    lag: (topic, group) => bus.lag(at(topic), `${prefix}${group}`),
+    ready: bus.ready
+  }
+}

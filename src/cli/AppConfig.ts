@@ -16,6 +16,9 @@ export const parseSymbols = (raw: string): Effect.Effect<ReadonlyArray<string>, 
 
 export const symbolsConfig = Config.String("SYMBOLS").pipe(Config.withDefault("BTCUSDT"), Effect.flatMap(parseSymbols))
 
+/** Prefix of every Kafka topic and consumer group (several deployments on one cluster); empty by default. */
+export const topicPrefixConfig = Config.String("KAFKA_TOPIC_PREFIX").pipe(Config.withDefault(""))
+
 export const busKindConfig = Config.Literals(["memory", "kafka"], "BUS").pipe(Config.withDefault("memory" as const))
 export const httpPortConfig = Config.Int("HTTP_PORT").pipe(Config.withDefault(8080)) // 0: the OS picks
 

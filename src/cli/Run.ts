@@ -7,7 +7,7 @@ import { Config, Duration, Effect, Layer, Option } from "effect"
 import * as BinanceExchange from "../../layers/BinanceExchange.ts"
 import * as InMemoryBus from "../../layers/InMemoryBus.ts"
 import * as KafkaBus from "../../layers/KafkaBus.ts"
-import type { Bus } from "../bus/Bus.ts"
+import { Bus, namespaced } from "../bus/Bus.ts"
 import type { Exchange } from "../exchange/Exchange.ts"
 import { MarketRaw, SignalsApproved, SignalsCandidate } from "../domain/Topics.ts"
 import { runIngest } from "../ingest/Ingest.ts"
@@ -18,11 +18,20 @@ import { RISK_GROUP, riskLimitsConfig, runRisk } from "../risk/RiskService.ts"
 import { runSignals, SIGNALS_GROUP } from "../signals/SignalService.ts"
 import * as SimExchangeServer from "../sim/SimExchangeServer.ts"
 import { runStore, STORE_GROUP, storeOptionsConfig } from "../storage/StoreService.ts"
-import { busKindConfig, httpPortConfig, simConfig, symbolsConfig } from "./AppConfig.ts"
+import { busKindConfig, httpPortConfig, simConfig, symbolsConfig, topicPrefixConfig } from "./AppConfig.ts"
 import { type Stage, startStages } from "./Pipeline.ts"
 
+/** KafkaBus from env, with topics and groups under KAFKA_TOPIC_PREFIX. */
+export const kafkaBusLayer = Layer.effect(
+  Bus,
+  Effect.gen(function*() {
+    const bus = yield* Bus
+    return namespaced(yield* topicPrefixConfig, bus)
+  })
+).pipe(Layer.provide(KafkaBus.layer))
+
 export const busLayer = Layer.unwrap(
-  Effect.map(busKindConfig, (kind) => (kind === "kafka" ? KafkaBus.layer : InMemoryBus.layer))
+  Effect.map(busKindConfig, (kind) => (kind === "kafka" ? kafkaBusLayer : InMemoryBus.layer))
 )
 
 /** Exchange URLs from env, or the embedded simulator's when they are not set. */

@@ -6,7 +6,6 @@
 import { Config, Effect, Layer } from "effect"
 import * as BinanceExchange from "../../layers/BinanceExchange.ts"
 import * as InMemoryBus from "../../layers/InMemoryBus.ts"
-import * as KafkaBus from "../../layers/KafkaBus.ts"
 import { ConfigError } from "../domain/Errors.ts"
 import { MarketRaw, SignalsApproved, SignalsCandidate } from "../domain/Topics.ts"
 import { runIngest } from "../ingest/Ingest.ts"
@@ -17,7 +16,7 @@ import { runSignals, SIGNALS_GROUP } from "../signals/SignalService.ts"
 import { runStore, STORE_GROUP, storeOptionsConfig } from "../storage/StoreService.ts"
 import { httpPortConfig, symbolsConfig } from "./AppConfig.ts"
 import { type Stage, startStages } from "./Pipeline.ts"
-import { orderOptionsConfig } from "./Run.ts"
+import { kafkaBusLayer, orderOptionsConfig } from "./Run.ts"
 
 export const SERVICE_STAGES = ["ingest", "signals", "risk", "orders", "store"] as const
 export type ServiceStage = (typeof SERVICE_STAGES)[number]
@@ -25,7 +24,7 @@ export type ServiceStage = (typeof SERVICE_STAGES)[number]
 const serviceBusLayer = Layer.unwrap(
   Effect.map(
     Config.Literals(["memory", "kafka"], "BUS").pipe(Config.withDefault("kafka" as const)),
-    (kind) => (kind === "kafka" ? KafkaBus.layer : InMemoryBus.layer)
+    (kind) => (kind === "kafka" ? kafkaBusLayer : InMemoryBus.layer)
   )
 )
 
