@@ -39,18 +39,22 @@ export const sourceOf = (path: string): Effect.Effect<string, StoreError> =>
     catch: (cause) => new StoreError({ operation: "open", path, message: cause instanceof Error ? cause.message : String(cause) })
   })
 
-export const tickQuery = (source: string, filter: TickFilter): string => {
+/** `symbols` (sorted) become numeric codes in the query: decoding a VARCHAR per row costs more than the signal. */
+export const tickQuery = (source: string, filter: TickFilter, symbols: ReadonlyArray<string>): string => {
   const where: Array<string> = []
   if (filter.symbols !== undefined && filter.symbols.length > 0) where.push(`symbol IN (${filter.symbols.map(sqlString).join(", ")})`)
   if (filter.from !== undefined) where.push(`ts >= epoch_ms(${Math.floor(filter.from)}::BIGINT)`)
   if (filter.to !== undefined) where.push(`ts < epoch_ms(${Math.floor(filter.to)}::BIGINT)`)
   return (
-    `SELECT epoch_ms(ts)::DOUBLE AS ts, symbol, price, size, (side = 'BUY')::DOUBLE AS buy, trade_id::DOUBLE AS trade_id,` +
+    `SELECT epoch_ms(ts)::DOUBLE AS ts, ${symbolCode(symbols)} AS symbol, price, size, (side = 'BUY')::DOUBLE AS buy, trade_id::DOUBLE AS trade_id,` +
     ` epoch_ms(received_at)::DOUBLE AS received_at FROM ${source}` +
     (where.length > 0 ? ` WHERE ${where.join(" AND ")}` : "") +
     " ORDER BY ts, trade_id, symbol"
   )
 }
+
+const symbolCode = (symbols: ReadonlyArray<string>): string =>
+  symbols.length === 0 ? "0::DOUBLE" : `(CASE symbol ${symbols.map((s, i) => `WHEN ${sqlString(s)} THEN ${i}`).join(" ")} ELSE -1 END)::DOUBLE`
 
 /** A DOUBLE column of a chunk as a Float64Array (our query has no NULLs); see TickStore's `fillDoubles`. */
 const doubles = (vector: DuckDBVector, n: number): Float64Array => {
@@ -85,17 +89,25 @@ export const readTicks = (path: string, filter: TickFilter = {}, stats: SourceSt
             instance.closeSync()
           })
       )
-      const result = yield* Effect.tryPromise({ try: () => connection.c.stream(tickQuery(source, filter)), catch: fail })
+      const where = filter.symbols !== undefined && filter.symbols.length > 0
+        ? ` WHERE symbol IN (${filter.symbols.map(sqlString).join(", ")})`
+        : ""
+      const names = yield* Effect.tryPromise({
+        try: async () =>
+          (await connection.c.runAndReadAll(`SELECT DISTINCT symbol FROM ${source}${where} ORDER BY symbol`)).getRows().map((r) => String(r[0])),
+        catch: fail
+      })
+      const result = yield* Effect.tryPromise({ try: () => connection.c.stream(tickQuery(source, filter, names)), catch: fail })
       let prevTs = Number.NaN
       let prevId = Number.NaN
-      let prevSymbol = ""
+      let prevSymbol = -1
       return Stream.paginate(undefined, () =>
         Effect.tryPromise({ try: () => result.fetchChunk(), catch: fail }).pipe(
           Effect.map((chunk): readonly [ReadonlyArray<Tick>, Option.Option<undefined>] => {
             const n = chunk?.rowCount ?? 0
             if (chunk === null || n === 0) return [[], Option.none()]
             const ts = doubles(chunk.getColumnVector(0), n)
-            const symbols = chunk.getColumnVector(1)
+            const symbols = doubles(chunk.getColumnVector(1), n)
             const price = doubles(chunk.getColumnVector(2), n)
             const size = doubles(chunk.getColumnVector(3), n)
             const buy = doubles(chunk.getColumnVector(4), n)
@@ -103,16 +115,16 @@ export const readTicks = (path: string, filter: TickFilter = {}, stats: SourceSt
             const receivedAt = doubles(chunk.getColumnVector(6), n)
             const out: Array<Tick> = []
             for (let i = 0; i < n; i++) {
-              const symbol = symbols.getItem(i) as string
-              if (ts[i] === prevTs && tradeId[i] === prevId && symbol === prevSymbol) {
+              const code = symbols[i]
+              if (ts[i] === prevTs && tradeId[i] === prevId && code === prevSymbol) {
                 stats.duplicates++
                 continue
               }
               prevTs = ts[i]
               prevId = tradeId[i]
-              prevSymbol = symbol
+              prevSymbol = code
               out.push({
-                symbol,
+                symbol: names[code],
                 price: price[i],
                 size: size[i],
                 side: buy[i] === 1 ? "BUY" : "SELL",

@@ -66,6 +66,7 @@ export const flushDurationMs = Metric.histogram("store_flush_duration_ms", {
 })
 
 const hourOf = (key: PartitionKey): string => `${key.date}T${key.hour}`
+const HOUR = 3_600_000
 
 /** One partition's pending ticks, column by column; grows by doubling up to `flushRows`. */
 export class PartitionBuffer {
@@ -152,6 +153,7 @@ export const makeStoreSink = (options: Pick<StoreOptions, "flushRows" | "flushIn
     const store = yield* TickStore
     const buffers = new Map<string, PartitionBuffer>()
     const latestHour = new Map<string, string>()
+    const lastBuffer = new Map<string, { readonly bucket: number; readonly buffer: PartitionBuffer }>()
     /** bus partition → last delivery of that partition in each batch, oldest first, not yet committed */
     const checkpoints = new Map<number, Array<Delivery<Tick>>>()
     const stats: StoreSinkStats = { rows: 0, files: 0, bytes: 0 }
@@ -214,18 +216,25 @@ export const makeStoreSink = (options: Pick<StoreOptions, "flushRows" | "flushIn
         let rotated = false
         for (const d of deliveries) {
           const tick = d.value
-          const key = partitionOf(tick.symbol, tick.ts)
-          const hour = hourOf(key)
-          const id = `${key.symbol}/${hour}`
-          let b = buffers.get(id)
+          const bucket = Math.floor(tick.ts / HOUR)
+          // fast path: same symbol and hour as this symbol's previous tick (formatting a date per tick costs a third of the time)
+          const cached = lastBuffer.get(tick.symbol)
+          let b = cached !== undefined && cached.bucket === bucket && buffers.get(cached.buffer.id) === cached.buffer ? cached.buffer : undefined
           if (b === undefined) {
-            b = new PartitionBuffer(key, now)
-            buffers.set(id, b)
-            const prev = latestHour.get(key.symbol)
-            if (prev === undefined || hour > prev) {
-              if (prev !== undefined) rotated = true
-              latestHour.set(key.symbol, hour)
+            const key = partitionOf(tick.symbol, tick.ts)
+            const hour = hourOf(key)
+            const id = `${key.symbol}/${hour}`
+            b = buffers.get(id)
+            if (b === undefined) {
+              b = new PartitionBuffer(key, now)
+              buffers.set(id, b)
+              const prev = latestHour.get(key.symbol)
+              if (prev === undefined || hour > prev) {
+                if (prev !== undefined) rotated = true
+                latestHour.set(key.symbol, hour)
+              }
             }
+            lastBuffer.set(tick.symbol, { bucket, buffer: b })
           }
           b.push(tick, d.partition, d.offset)
           last.set(d.partition, d)

@@ -70,7 +70,7 @@ export const TMP_SUFFIX = ".tmp"
 
 export interface TickStoreShape {
   readonly dataDir: string
-  /** Writes `columns` as one closed, renamed Parquet file in `key`'s partition (rows sorted by ts, trade_id). */
+  /** Writes `columns` as one closed, renamed Parquet file in `key`'s partition (rows in arrival order; replay sorts). */
   readonly write: (key: PartitionKey, columns: TickColumns) => Effect.Effect<WrittenFile, StoreError>
   /** Removes temporary files a crash left behind; returns their paths. */
   readonly cleanTemp: Effect.Effect<ReadonlyArray<string>, StoreError>
@@ -197,7 +197,7 @@ export const make = (options: TickStoreOptions) =>
             connection.run(
               `COPY (SELECT epoch_ms(ts::BIGINT)::TIMESTAMP_MS AS ts, ${sqlString(columns.symbol)} AS symbol, price, size,` +
                 ` CASE WHEN buy = 1 THEN 'BUY' ELSE 'SELL' END AS side, trade_id::BIGINT AS trade_id,` +
-                ` epoch_ms(received_at::BIGINT)::TIMESTAMP_MS AS received_at FROM buf ORDER BY ts, trade_id)` +
+                ` epoch_ms(received_at::BIGINT)::TIMESTAMP_MS AS received_at FROM buf)` +
                 ` TO ${sqlString(tmp)} (FORMAT parquet, COMPRESSION ${compression}, ROW_GROUP_SIZE ${rowGroupSize})`
             ),
           catch: fail("copy", tmp)
