@@ -71,17 +71,19 @@ const messageOf = (error: unknown): string => (error instanceof Error ? error.me
 const kafkaLogLevels = { ERROR: logLevel.ERROR, WARN: logLevel.WARN, INFO: logLevel.INFO, DEBUG: logLevel.DEBUG }
 
 /**
- * kafkajs lines go to the Effect logger. Its `Connection` namespace logs every error response at ERROR even when
- * the caller retries it (e.g. "coordinator is loading" on a fresh broker): those are Debug; a failure that survives
- * the retries reaches us as a BusError anyway.
+ * kafkajs lines go to the Effect logger. Its `Connection` and `BrokerPool` namespaces log every error response and
+ * refused connection at ERROR even when the caller retries it (e.g. "coordinator is loading" on a fresh broker):
+ * those are Debug; a failure that survives the retries reaches us as a BusError (and `ready` goes false) anyway.
  */
+const retriedNamespaces = new Set(["Connection", "BrokerPool"])
+
 /** Logged on every start because our idempotent producer's retries are bounded on purpose (see `make`). */
 const boundedRetriesWarning = "Limiting retries for the idempotent producer"
 
 const logCreator = (run: (effect: Effect.Effect<void>) => void) => () => (entry: LogEntry) => {
   const { message, timestamp: _timestamp, logger: _logger, ...fields } = entry.log
   const severity = entry.level === logLevel.ERROR
-    ? entry.namespace === "Connection" ? "Debug" : "Error"
+    ? retriedNamespaces.has(entry.namespace) ? "Debug" : "Error"
     : entry.level === logLevel.WARN && !message.startsWith(boundedRetriesWarning)
     ? "Warn"
     : "Debug"
@@ -223,12 +225,14 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
       Effect.tapError((e) => Effect.logWarning("Kafka not reachable yet, retrying", { brokers: options.brokers, error: e.message })),
       Effect.retry(backoff)
     )
-    yield* Effect.acquireRelease(startUp, () =>
-      Effect.promise(() =>
-        Promise.allSettled([producer.disconnect(), admin.disconnect()]).then(() => {
-          status.healthy = false
-        })
-      )).pipe(Effect.withSpan("KafkaBus.connect"))
+    const disconnect = Effect.promise(() =>
+      Promise.allSettled([producer.disconnect(), admin.disconnect()]).then(() => {
+        status.healthy = false
+      })
+    )
+    yield* Effect.acquireRelease(startUp.pipe(Effect.onError(() => disconnect)), () => disconnect).pipe(
+      Effect.withSpan("KafkaBus.connect")
+    )
 
     // A cheap metadata request keeps `ready` honest while nothing is published.
     yield* Effect.forkScoped(

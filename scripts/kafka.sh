@@ -33,8 +33,17 @@ LOG4J="$CACHE/log4j2.properties"
 log() { printf 'kafka.sh: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
 
-# Node runs the kafkajs readiness/smoke scripts; prefer the project's Node 24 when it is there.
-if [[ -x /opt/node24/node_modules/node/bin/node ]]; then PATH="/opt/node24/node_modules/node/bin:$PATH"; fi
+# Node runs the kafkajs readiness/smoke scripts (TypeScript, so Node >= 22.18 strips the types itself); prefer the
+# project's Node 24 when the one on PATH is older.
+for candidate in /opt/node24/node_modules/node/bin "$HOME/.local/node24/node_modules/node/bin"; do
+  if [[ -x "$candidate/node" ]]; then PATH="$candidate:$PATH"; break; fi
+done
+node_strips_types() {
+  command -v node >/dev/null || return 1
+  local major minor
+  IFS=. read -r major minor _ <<<"$(node -p 'process.versions.node' 2>/dev/null)"
+  ((major > 22 || (major == 22 && minor >= 18)))
+}
 # kafkajs 2.2.4 passes negative delays to setTimeout (harmless, clamped to 1 ms); Node >= 23 warns about each.
 NODE_RUN=(node --disable-warning=TimeoutNegativeWarning)
 
@@ -147,13 +156,13 @@ wait_ready() {
     ((SECONDS < deadline)) || die "broker did not open port $PORT within ${START_TIMEOUT}s; see $LOGFILE"
     sleep 0.2
   done
-  if command -v node >/dev/null && [[ -d "$ROOT/node_modules/kafkajs" ]]; then
+  if node_strips_types && [[ -d "$ROOT/node_modules/kafkajs" ]]; then
     local left=$((deadline - SECONDS))
     ((left > 0)) || left=1
     KAFKA_BROKERS="127.0.0.1:$PORT" "${NODE_RUN[@]}" "$ROOT/scripts/kafka/ready.ts" "$((left * 1000))" ||
       die "broker on port $PORT does not answer kafkajs admin requests; see $LOGFILE"
   else
-    log "node or kafkajs not available: readiness checked by port only"
+    log "Node >= 22.18 or node_modules/kafkajs not available: readiness checked by the port only"
   fi
 }
 
@@ -184,7 +193,7 @@ cmd_start() {
     -Djava.awt.headless=true -Dlog4j2.configurationFile="file:$LOG4J" \
     -cp "$LIB/*" kafka.Kafka "$PROPS" >>"$LOGFILE" 2>&1 </dev/null &
   pid=$!
-  printf '%s\n%s\n' "$pid" "$PORT" >"$PIDFILE"
+  printf '%s\n%s\n%s\n' "$pid" "$PORT" "$VERSION" >"$PIDFILE"
   if ! (wait_ready "$pid"); then
     cmd_stop || true
     exit 1
@@ -206,6 +215,10 @@ cmd_stop() {
     log "broker (pid $pid) did not stop within 30s: SIGKILL"
     kill -KILL "$pid" 2>/dev/null || true
     while pid_alive "$pid"; do sleep 0.1; done
+    # A class-data archive being written at exit may be cut short: drop it, the next clean stop writes a new one.
+    local version
+    version="$(sed -n 3p "$PIDFILE" 2>/dev/null)"
+    [[ -z "$version" ]] || rm -f "$CACHE/$version/classes.jsa"
   fi
   rm -f "$PIDFILE"
   log "stopped (pid $pid)"
@@ -217,7 +230,7 @@ cmd_status() {
     local p
     p="$(broker_port)"
     if port_open "$p"; then
-      echo "running: pid $pid, 127.0.0.1:$p, Kafka $VERSION, log $LOGFILE"
+      echo "running: pid $pid, 127.0.0.1:$p, Kafka $(sed -n 3p "$PIDFILE"), log $LOGFILE"
     else
       echo "starting: pid $pid, port $p not open yet"
     fi
@@ -229,6 +242,7 @@ cmd_status() {
 
 cmd_smoke() {
   broker_pid >/dev/null || die "not running; run scripts/kafka.sh start first"
+  node_strips_types || die "smoke needs Node >= 22.18"
   KAFKA_BROKERS="127.0.0.1:$(broker_port)" "${NODE_RUN[@]}" "$ROOT/scripts/kafka/smoke.ts"
 }
 
