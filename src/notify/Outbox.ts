@@ -74,7 +74,8 @@ export const makeOutbox = (chatId: ChatId, options: OutboxOptions): Outbox => {
   const push = (line: BatchLine) =>
     Effect.gen(function*() {
       const now = yield* Clock.currentTimeMillis
-      if (buffer.length === 0 && omitted.size === 0) firstAt = now
+      const wasEmpty = buffer.length === 0 && omitted.size === 0
+      if (wasEmpty) firstAt = now
       if (buffer.length < options.maxBuffered) buffer.push(line)
       else {
         // leave out the oldest of the lowest priority, unless the newcomer is lower still
@@ -89,7 +90,8 @@ export const makeOutbox = (chatId: ChatId, options: OutboxOptions): Outbox => {
         } else omit(line.kind)
         yield* Metric.update(omittedTotal, 1)
       }
-      signal()
+      // only the first line of a batch wakes the sender; later ones just join the window
+      if (wasEmpty) signal()
       yield* options.onEvent({ _tag: "Queued", chatId, kind: line.kind, at: now })
     })
 
@@ -165,16 +167,18 @@ export const makeOutbox = (chatId: ChatId, options: OutboxOptions): Outbox => {
   const run = Effect.gen(function*() {
     const telegram = yield* Telegram
     while (true) {
+      // a fresh signal each round: whatever arrives after the checks below still wakes the wait
+      wake = Deferred.makeUnsafe<void>()
       if (ready.length === 0 && buffer.length === 0 && omitted.size === 0) {
         yield* Deferred.await(wake)
-        wake = Deferred.makeUnsafe<void>()
         continue
       }
       const now = yield* Clock.currentTimeMillis
       if (ready.length === 0) {
         const due = Math.max(firstAt + options.coalesceMillis, nextAllowedAt)
         if (due > now) {
-          yield* Effect.sleep(Duration.millis(due - now))
+          // a reply must not wait for the coalescing window, so it cuts this wait short
+          yield* Effect.raceFirst(Effect.sleep(Duration.millis(due - now)), Deferred.await(wake))
           continue
         }
         const lines = buffer
