@@ -13,7 +13,7 @@ import { runOrders } from "../../src/orders/OrderService.ts"
 import type { SimExchange } from "../../src/sim/SimExchange.ts"
 import * as SimExchangeServer from "../../src/sim/SimExchangeServer.ts"
 import { candidate } from "../support/fixtures.ts"
-import { exchangeLayerFor } from "../support/pipeline.ts"
+import { eventually, exchangeLayerFor, realWait } from "../support/pipeline.ts"
 
 const SYMBOL = "BTCUSDT"
 
@@ -22,17 +22,6 @@ export const approvedSignal = (tradeId: number, side: "BUY" | "SELL", qty: numbe
   return { _tag: "Approved", id: c.id, candidate: c, action: side === "BUY" ? "OPEN" : "CLOSE", orderSide: side, qty, ts: 0, origin: c.origin }
 }
 
-/** Real-time wait, independent of TestClock (the simulator and HTTP run on real time). */
-const realWait = (ms: number) => Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, ms)))
-
-const until = (condition: () => boolean, what: string, timeoutMs = 10_000) =>
-  Effect.gen(function*() {
-    const start = Date.now()
-    while (!condition()) {
-      if (Date.now() - start > timeoutMs) return yield* Effect.die(new Error(`timed out waiting for ${what}`))
-      yield* realWait(10)
-    }
-  })
 
 const posts = (sim: SimExchange) => sim.requests().filter((r) => r.method === "POST" && r.path === "/api/v3/order")
 
@@ -76,7 +65,7 @@ describe("order manager: idempotency", () => {
         yield* h.approve(a)
         yield* h.approve(a)
         yield* h.approve(a)
-        yield* until(() => h.of("OrderFilled").length === 1, "a fill")
+        yield* eventually(() => h.of("OrderFilled").length === 1, "a fill")
         yield* realWait(300) // would a duplicate show up?
         assert.strictEqual(sim.orders().length, 1)
         assert.strictEqual(posts(sim).length, 1)
@@ -90,7 +79,7 @@ describe("order manager: idempotency", () => {
         sim.injectFault({ kind: "executeThenDrop" })
         const h = yield* harness()
         yield* h.approve(approvedSignal(1, "BUY", 0.1))
-        yield* until(() => h.of("OrderFilled").length === 1, "a fill")
+        yield* eventually(() => h.of("OrderFilled").length === 1, "a fill")
         yield* realWait(300)
         assert.strictEqual(sim.orders().length, 1)
         assert.strictEqual(posts(sim).length, 1)
@@ -110,7 +99,7 @@ describe("order manager: idempotency", () => {
         sim.injectFault({ kind: "httpStatus", status: 503, executed: false })
         const h = yield* harness(options({ recvWindowMs: 300 }))
         yield* h.approve(approvedSignal(1, "BUY", 0.1))
-        yield* until(() => h.of("OrderFilled").length === 1, "a fill")
+        yield* eventually(() => h.of("OrderFilled").length === 1, "a fill")
         assert.strictEqual(sim.orders().length, 1)
         assert.strictEqual(posts(sim).length, 2)
         assert.strictEqual(h.of("OrderUncertain").length, 1)
@@ -144,7 +133,7 @@ describe("order manager: idempotency", () => {
         yield* bus.publish(SignalsApproved, SYMBOL, approvedSignal(3, "BUY", 0.1))
         assert.strictEqual(sim.orders().length, 1)
         const h = yield* harness(options({ recvWindowMs: 200 }))
-        yield* until(() => h.of("OrderFilled").length === 3, "three fills")
+        yield* eventually(() => h.of("OrderFilled").length === 3, "three fills")
         yield* realWait(300)
         const ids = sim.orders().map((o) => o.clientOrderId).sort()
         assert.deepStrictEqual(ids, [1, 2, 3].map((n) => clientOrderIdFor(approvedSignal(n, "BUY", 0.1).id)).sort())
@@ -166,10 +155,10 @@ describe("order manager: fills and positions", () => {
       Effect.gen(function*() {
         const h = yield* harness()
         yield* h.approve(approvedSignal(1, "BUY", 0.1))
-        yield* until(() => h.of("OrderFilled").length === 1, "the buy")
+        yield* eventually(() => h.of("OrderFilled").length === 1, "the buy")
         sim.setPrice(SYMBOL, 110)
         yield* h.approve(approvedSignal(2, "SELL", 0.0999, 110))
-        yield* until(() => h.of("OrderFilled").length === 2, "the sell")
+        yield* eventually(() => h.of("OrderFilled").length === 2, "the sell")
         const p = positionOf(buildBook(h.events), SYMBOL)
         assert.strictEqual(p.qty, 0)
         assert.closeTo(p.realizedPnl, 0.978011, 1e-9) // (10.989 − 0.010989) − 10
@@ -187,14 +176,14 @@ describe("order manager: exchange errors", () => {
         sim.injectFault({ kind: "rateLimited", status: 429, retryAfterSec: 30 })
         const h = yield* harness()
         yield* h.approve(approvedSignal(1, "BUY", 0.1))
-        yield* until(() => posts(sim).length === 1, "the first (throttled) request")
+        yield* eventually(() => posts(sim).length === 1, "the first (throttled) request")
         yield* realWait(100)
         yield* TestClock.adjust("29 seconds")
         yield* realWait(200)
         assert.strictEqual(posts(sim).length, 1, "no request before Retry-After")
         assert.strictEqual(h.of("OrderFilled").length, 0)
         yield* TestClock.adjust("2 seconds")
-        yield* until(() => h.of("OrderFilled").length === 1, "the fill after the wait")
+        yield* eventually(() => h.of("OrderFilled").length === 1, "the fill after the wait")
         assert.deepStrictEqual(posts(sim).map((r) => r.code ?? r.status), [-1003, 200])
         assert.strictEqual(sim.orders().length, 1)
       })))
@@ -205,7 +194,7 @@ describe("order manager: exchange errors", () => {
         sim.setClockSkewMs(20_000) // the exchange's clock runs 20 s ahead of ours
         const h = yield* harness()
         yield* h.approve(approvedSignal(1, "BUY", 0.1))
-        yield* until(() => h.of("OrderFilled").length === 1, "a fill")
+        yield* eventually(() => h.of("OrderFilled").length === 1, "a fill")
         const codes = posts(sim).map((r) => r.code ?? r.status)
         assert.deepStrictEqual(codes, [-1021, 200])
         assert.isTrue(sim.requests().some((r) => r.path === "/api/v3/time"))
@@ -216,7 +205,7 @@ describe("order manager: exchange errors", () => {
       Effect.gen(function*() {
         const h = yield* harness()
         yield* h.approve(approvedSignal(1, "BUY", 0.1))
-        yield* until(() => h.of("OrderRejected").length === 1, "a rejection")
+        yield* eventually(() => h.of("OrderRejected").length === 1, "a rejection")
         yield* realWait(300)
         const rejected = h.of("OrderRejected")[0] as Extract<OrderEvent, { _tag: "OrderRejected" }>
         assert.strictEqual(rejected.code, -2010)
@@ -230,10 +219,10 @@ describe("order manager: exchange errors", () => {
       Effect.gen(function*() {
         const h = yield* harness()
         yield* h.approve(approvedSignal(1, "BUY", 0.123456789))
-        yield* until(() => h.of("OrderFilled").length === 1, "a fill")
+        yield* eventually(() => h.of("OrderFilled").length === 1, "a fill")
         assert.strictEqual(sim.orders()[0].qty, 0.12345)
         yield* h.approve(approvedSignal(2, "BUY", 0.01)) // 0.01 × 100 = 1 USDT < minNotional 5
-        yield* until(() => h.of("OrderRejected").length === 1, "a local rejection")
+        yield* eventually(() => h.of("OrderRejected").length === 1, "a local rejection")
         const refused = h.of("OrderRejected")[0] as Extract<OrderEvent, { _tag: "OrderRejected" }>
         assert.match(refused.reason, /not sent: notional .* below NOTIONAL minNotional 5/)
         assert.strictEqual(posts(sim).length, 1)
@@ -245,13 +234,13 @@ describe("order manager: exchange errors", () => {
         sim.injectFault({ kind: "error", code: -9999, msg: "Something <new> & odd" })
         const h = yield* harness()
         yield* h.approve(approvedSignal(1, "BUY", 0.1))
-        yield* until(() => h.of("OrderFailed").length === 1, "a failure")
-        yield* until(() => h.controls.length === 1 && h.alerts.length === 1, "pause + alert")
+        yield* eventually(() => h.of("OrderFailed").length === 1, "a failure")
+        yield* eventually(() => h.controls.length === 1 && h.alerts.length === 1, "pause + alert")
         assert.strictEqual(h.controls[0].command, "pause")
         assert.match(h.alerts[0].message, /Something <new> & odd/)
         // while halted, further approvals are not sent
         yield* h.approve(approvedSignal(2, "BUY", 0.1))
-        yield* until(() => h.of("OrderFailed").length === 2, "a second failure")
+        yield* eventually(() => h.of("OrderFailed").length === 2, "a second failure")
         assert.strictEqual(posts(sim).length, 1)
         assert.strictEqual(sim.orders().length, 0)
       })))

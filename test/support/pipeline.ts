@@ -53,13 +53,16 @@ export const recorder = Effect.gen(function*() {
   return { ticks, candidates, orders }
 })
 
-/** Polls `condition` every 20 ms (real time) until true, failing after `timeoutMs`. */
+/** Real-time wait, independent of TestClock (the simulator and HTTP run on real time). */
+export const realWait = (ms: number) => Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, ms)))
+
+/** Polls `condition` every 10 ms of real time (so it also works under TestClock), failing after `timeoutMs`. */
 export const eventually = (condition: () => boolean, what: string, timeoutMs = 10_000) =>
   Effect.gen(function*() {
     const start = Date.now()
     while (!condition()) {
       if (Date.now() - start > timeoutMs) return yield* Effect.die(new Error(`timed out waiting for ${what}`))
-      yield* Effect.sleep("20 millis")
+      yield* realWait(10)
     }
   })
 
