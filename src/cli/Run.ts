@@ -13,6 +13,7 @@ import { MarketRaw, SignalsApproved, SignalsCandidate } from "../domain/Topics.t
 import { runIngest } from "../ingest/Ingest.ts"
 import { Health, healthServer } from "../observability/Health.ts"
 import { defaultOrderManagerOptions } from "../orders/OrderManager.ts"
+import { notifierConfig, notifierStage } from "../notify/Notifier.ts"
 import { ORDERS_GROUP, runOrders } from "../orders/OrderService.ts"
 import { RISK_GROUP, riskLimitsConfig, runRisk } from "../risk/RiskService.ts"
 import { runSignals, SIGNALS_GROUP } from "../signals/SignalService.ts"
@@ -66,12 +67,15 @@ export const run = (forDuration: Option.Option<Duration.Duration>) =>
       const httpPort = yield* httpPortConfig
       const defaults = yield* exchangeDefaults(symbols)
       const storeOptions = yield* storeOptionsConfig
+      const telegram = yield* notifierConfig
+      if (Option.isNone(telegram)) yield* Effect.logInfo("Telegram notifier off: TELEGRAM_BOT_TOKEN is not set")
       const stages: ReadonlyArray<Stage<Bus | Exchange | Health>> = [
         { name: "ingest", run: runIngest(symbols), source: true },
         { name: "signals", run: runSignals, inputs: [[MarketRaw, SIGNALS_GROUP]] },
         { name: "risk", run: runRisk(limits), inputs: [[SignalsCandidate, RISK_GROUP]] },
         { name: "orders", run: runOrders(orderOptions), inputs: [[SignalsApproved, ORDERS_GROUP]] },
-        ...(storeOptions.enabled ? [{ name: "store", run: runStore(storeOptions), inputs: [[MarketRaw, STORE_GROUP]] } as const] : [])
+        ...(storeOptions.enabled ? [{ name: "store", run: runStore(storeOptions), inputs: [[MarketRaw, STORE_GROUP]] } as const] : []),
+        ...(Option.isSome(telegram) ? [notifierStage(telegram.value, symbols)] : [])
       ]
       const services = Layer.mergeAll(BinanceExchange.layer(defaults), Health.layer("autotrader")).pipe(
         Layer.provideMerge(busLayer)
