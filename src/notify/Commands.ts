@@ -107,6 +107,8 @@ export const runCommands = (options: CommandsOptions) =>
     let offset = 0
     let webhookCleared = false
     while (true) {
+      // real time, only to notice a server that ignores `timeout` and answers at once (then we pace ourselves)
+      const asked = performance.now()
       const batch = yield* telegram.getUpdates({ offset, timeoutSeconds: options.pollTimeoutSeconds }).pipe(
         Effect.tapError((e) =>
           e.code === 409 && !webhookCleared
@@ -122,6 +124,10 @@ export const runCommands = (options: CommandsOptions) =>
         Effect.retry(backoff)
       )
       if (batch.nextOffset !== undefined) offset = Math.max(offset, batch.nextOffset)
+      if (batch.undecodable > 0) yield* Effect.logWarning("Telegram updates that did not decode skipped", { count: batch.undecodable })
       for (const update of batch.updates) yield* handle(update)
+      if (batch.updates.length === 0 && options.pollTimeoutSeconds > 0 && performance.now() - asked < 100) {
+        yield* Effect.sleep("1 second")
+      }
     }
   }).pipe(Effect.annotateLogs({ component: "telegram-commands" }))

@@ -29,13 +29,14 @@ export type ChatId = string
 /** What the Bot API expects in `chat_id`: Integer when numeric, String otherwise. */
 export const apiChatId = (id: ChatId): number | string => (/^-?\d+$/.test(id) ? Number(id) : id)
 
+// only what commands need is required, so a lean (self-hosted or stand-in) server's updates still decode
 const UpdateSchema = Schema.Struct({
   update_id: Schema.Int,
   message: Schema.optional(
     Schema.Struct({
-      message_id: Schema.Int,
-      date: Schema.Number,
-      chat: Schema.Struct({ id: Schema.Number, type: Schema.String }),
+      message_id: Schema.optional(Schema.Int),
+      date: Schema.optional(Schema.Number),
+      chat: Schema.Struct({ id: Schema.Number, type: Schema.optional(Schema.String) }),
       from: Schema.optional(Schema.Struct({ id: Schema.Number, username: Schema.optional(Schema.String) })),
       text: Schema.optional(Schema.String)
     })
@@ -61,7 +62,7 @@ export interface TelegramShape {
   readonly sendMessage: (chatId: ChatId, text: string, options?: SendOptions) => Effect.Effect<{ readonly messageId: number }, TelegramError>
   /** Long poll; updates that do not decode are dropped (their ids still count for the offset). */
   readonly getUpdates: (params: { readonly offset: number; readonly timeoutSeconds: number }) => Effect.Effect<
-    { readonly updates: ReadonlyArray<Update>; readonly nextOffset: number | undefined },
+    { readonly updates: ReadonlyArray<Update>; readonly nextOffset: number | undefined; readonly undecodable: number },
     TelegramError
   >
 }
@@ -112,13 +113,15 @@ const toTelegramError = (method: string, token: string) => (e: unknown): Telegra
 const decodeUpdates = (raw: ReadonlyArray<unknown>) => {
   const updates: Array<Update> = []
   let nextOffset: number | undefined
+  let undecodable = 0
   for (const r of raw) {
     const id = (r as { update_id?: unknown } | null)?.update_id
     if (typeof id === "number") nextOffset = Math.max(nextOffset ?? 0, id + 1)
     const decoded = decodeUpdate(r)
     if (Exit.isSuccess(decoded)) updates.push(decoded.value)
+    else undecodable++
   }
-  return { updates, nextOffset }
+  return { updates, nextOffset, undecodable }
 }
 
 export const makeGrammy = (config: TelegramClientConfig): TelegramShape => {
@@ -190,7 +193,8 @@ export const makeRecorder = (username = "autotrader_test_bot"): Effect.Effect<Te
           Effect.flatMap((ready) => (ready.length === 0 ? Effect.sleep("1 second").pipe(Effect.as(ready)) : Effect.succeed(ready))),
           Effect.map((ready) => ({
             updates: ready,
-            nextOffset: ready.length === 0 ? undefined : Math.max(...ready.map((u) => u.update_id)) + 1
+            nextOffset: ready.length === 0 ? undefined : Math.max(...ready.map((u) => u.update_id)) + 1,
+            undecodable: 0
           }))
         )
     })

@@ -9,7 +9,9 @@ import * as InMemoryBus from "../../layers/InMemoryBus.ts"
 import { Bus } from "../../src/bus/Bus.ts"
 import type { Alert, Approved, Candidate, Control, OrderEvent, Rejected } from "../../src/domain/Messages.ts"
 import { Alerts, ControlTopic, OrdersEvents, SignalsApproved, SignalsCandidate, SignalsRejected } from "../../src/domain/Topics.ts"
+import { runNotifier } from "../../src/notify/Notifier.ts"
 import { failedTotal, retriedTotal } from "../../src/notify/Outbox.ts"
+import { makeRecorder, Telegram } from "../../src/notify/Telegram.ts"
 import { runRisk } from "../../src/risk/RiskService.ts"
 import { candidate } from "../support/fixtures.ts"
 import { makeBotApiStandIn, refusedApiRoot } from "./BotApiStandIn.ts"
@@ -262,6 +264,18 @@ describe("Telegram notifier", () => {
       assert.strictEqual(receipt.at - limited.at, 5000, "sent exactly retry_after later (TestClock)")
       const retriedAfter = (yield* Metric.value(retriedTotal.pipe(Metric.withAttributes({ reason: "rate_limited" })))).count
       assert.strictEqual(retriedAfter - retriedBefore, 1)
+    }).pipe(Effect.provide(InMemoryBus.layerTest())))
+
+  it.effect("runs on the in-memory Telegram test layer too (no HTTP)", () =>
+    Effect.gen(function*() {
+      const telegram = yield* makeRecorder()
+      yield* runNotifier({ chatIds: ["111"], commands: false }).pipe(Effect.provide(Telegram.layerTest(telegram)), Effect.forkScoped)
+      const bus = yield* Bus
+      yield* bus.publish(Alerts, "orders", { source: "orders", level: "warning", message: "a & b", ts: 1 })
+      for (let i = 0; i < 20 && (yield* telegram.sent).length === 0; i++) {
+        yield* TestClock.adjust("100 millis")
+      }
+      assert.deepStrictEqual(yield* telegram.sent, [{ chatId: "111", text: "⚠️ <b>Warning</b> orders: a &amp; b", parseMode: "HTML" }])
     }).pipe(Effect.provide(InMemoryBus.layerTest())))
 
   const downCase = (mode: "refused" | "500" | "reset") =>
