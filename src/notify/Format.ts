@@ -245,7 +245,7 @@ export const formatStatus = (s: StatusInput): string => {
     const quote = quoteAsset(p.symbol)
     const unit = quote === undefined ? "" : ` ${quote}`
     const held = p.qty > 0 ? `${num(p.qty)} @ ${num(p.avgEntry)}` : "flat"
-    lines.push(`• ${txt(p.symbol, 20)} ${held} · realized ${signed(p.realizedPnl)}${unit} · ${p.trades} trades`)
+    lines.push(`• ${txt(p.symbol, 20)} ${held} · realized ${signed(p.realizedPnl)}${unit} · ${p.trades} ${p.trades === 1 ? "trade" : "trades"}`)
   }
   lines.push("<b>Last signals</b>")
   if (s.lastSignals.length === 0) lines.push("• none yet")

@@ -122,7 +122,7 @@ describe("Telegram commands", () => {
           "<b>autotrader</b> · up 1m 05s · ⏸ <b>PAUSED</b> by order-manager",
           "Symbols: BTCUSDT, ETHUSDT",
           "<b>Positions</b>",
-          "• BTCUSDT 0.001 @ 43210.5 · realized 0 USDT · 1 trades",
+          "• BTCUSDT 0.001 @ 43210.5 · realized 0 USDT · 1 trade",
           "<b>Last signals</b>",
           "• 01:02:03 SHORT ETHUSDT @ 2000.5"
         ].join("\n")
