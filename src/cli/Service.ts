@@ -3,7 +3,7 @@
  * `KAFKA_BROKERS`), with `/health` and `/metrics` on `HTTP_PORT` so several can run side by side.
  * Stages that hold state (risk, orders) rebuild it from the bus on start.
  */
-import { Config, Effect, Layer } from "effect"
+import { Config, Effect, Layer, Option } from "effect"
 import * as BinanceExchange from "../../layers/BinanceExchange.ts"
 import * as InMemoryBus from "../../layers/InMemoryBus.ts"
 import { ConfigError } from "../domain/Errors.ts"
@@ -13,12 +13,13 @@ import { Health, healthServer } from "../observability/Health.ts"
 import { ORDERS_GROUP, runOrders } from "../orders/OrderService.ts"
 import { RISK_GROUP, riskLimitsConfig, runRisk } from "../risk/RiskService.ts"
 import { runSignals, SIGNALS_GROUP } from "../signals/SignalService.ts"
+import { notifierConfig, notifierStage } from "../notify/Notifier.ts"
 import { runStore, STORE_GROUP, storeOptionsConfig } from "../storage/StoreService.ts"
 import { httpPortConfig, symbolsConfig } from "./AppConfig.ts"
 import { type Stage, startStages } from "./Pipeline.ts"
 import { kafkaBusLayer, orderOptionsConfig } from "./Run.ts"
 
-export const SERVICE_STAGES = ["ingest", "signals", "risk", "orders", "store"] as const
+export const SERVICE_STAGES = ["ingest", "signals", "risk", "orders", "notify", "store"] as const
 export type ServiceStage = (typeof SERVICE_STAGES)[number]
 
 const serviceBusLayer = Layer.unwrap(
@@ -54,6 +55,15 @@ const stageFor = (stage: ServiceStage) =>
         return { name: stage, run: runRisk(yield* riskLimitsConfig), inputs: [[SignalsCandidate, RISK_GROUP]] } satisfies Stage<any>
       case "orders":
         return { name: stage, run: runOrders(yield* orderOptionsConfig(symbols)), inputs: [[SignalsApproved, ORDERS_GROUP]] } satisfies Stage<any>
+      case "notify": {
+        const telegram = yield* notifierConfig
+        if (Option.isSome(telegram)) return notifierStage(telegram.value, symbols) satisfies Stage<any>
+        // without a token the service stays up (healthy, idle) so a deployment can add the token later
+        return {
+          name: stage,
+          run: Effect.logInfo("Telegram notifier off: TELEGRAM_BOT_TOKEN is not set").pipe(Effect.andThen(Effect.never))
+        } satisfies Stage<any>
+      }
       case "store":
         return { name: stage, run: runStore(yield* storeOptionsConfig), inputs: [[MarketRaw, STORE_GROUP]] } satisfies Stage<any>
     }
