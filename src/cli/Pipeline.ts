@@ -3,10 +3,10 @@
  * backoff; it never takes the others down. `drain` stops the sources, then waits until every consumer group has
  * committed everything on its input topic, so a stop loses nothing that was already ingested.
  */
-import { Duration, Effect, Fiber, Schedule } from "effect"
+import { Clock, Duration, Effect, Fiber, Schedule } from "effect"
 import type { Scope } from "effect"
 import { Bus } from "../bus/Bus.ts"
-import type { Topic } from "../domain/Topics.ts"
+import { Alerts, type Topic } from "../domain/Topics.ts"
 import { Health } from "../observability/Health.ts"
 
 export interface Stage<R> {
@@ -34,6 +34,10 @@ const supervise = <R>(stage: Stage<R>) =>
         const health = yield* Health
         yield* health.setStage(stage.name, "failed", String(cause).slice(0, 300))
         yield* Effect.logError("stage failed; restarting", { stage: stage.name, cause: String(cause) })
+        // operators hear about it (the notifier forwards alerts); a bus that is down too is already on /health
+        const bus = yield* Bus
+        const ts = yield* Clock.currentTimeMillis
+        yield* bus.publish(Alerts, stage.name, { source: stage.name, level: "error", message: `stage ${stage.name} failed and is restarting: ${String(cause).slice(0, 500)}`, ts }).pipe(Effect.ignore)
       })
     ),
     Effect.retry(restartSchedule),
