@@ -75,6 +75,10 @@ export const ordersSent = Metric.counter("orders_sent_total", { description: "Or
 export const ordersFilled = Metric.counter("orders_filled_total", { description: "Orders filled" })
 export const ordersRejected = Metric.counter("orders_rejected_total", { description: "Orders rejected (exchange or local)" })
 export const orderErrors = Metric.counter("orders_errors_total", { description: "Exchange errors seen by the order manager" })
+export const tickToFillMs = Metric.histogram("orders_tick_to_fill_ms", {
+  description: "Tick receive → fill known at the order manager (ms): the whole pipeline plus the exchange round trip",
+  boundaries: Metric.exponentialBoundaries({ start: 0.5, factor: 2, count: 14 })
+})
 export const duplicatesSuppressed = Metric.counter("orders_duplicates_suppressed_total", {
   description: "Approved signals redelivered and not sent again"
 })
@@ -132,6 +136,7 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
         switch (event._tag) {
           case "OrderFilled":
             yield* Metric.update(ordersFilled, 1)
+            yield* Metric.update(tickToFillMs, event.ts - event.origin.receivedAt)
             return yield* Effect.logInfo("order filled", { ...base, avgPrice: event.avgPrice, executedQty: event.executedQty, commission: event.commission, orderId: event.orderId })
           case "OrderRejected":
             yield* Metric.update(ordersRejected, 1)
