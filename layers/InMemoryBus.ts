@@ -87,7 +87,7 @@ const decodeFailures = Metric.counter("bus_decode_failures_total", {
 })
 
 export const makeInMemoryBus = (options: { readonly capacity?: number } = {}): BusShape => {
-  const capacity = options.capacity ?? 100_000
+  const capacity = options.capacity ?? 250_000
   const logs = new Map<string, TopicLog>()
   const logOf = (name: string): TopicLog => {
     let log = logs.get(name)
@@ -220,11 +220,11 @@ export const makeInMemoryBus = (options: { readonly capacity?: number } = {}): B
   })
 }
 
-/** In-memory bus; capacity per topic from `BUS_CAPACITY` (default 100000 messages). */
+/** In-memory bus; capacity per topic from `BUS_CAPACITY` (default 250000 messages: more than the store keeps uncommitted, so the store never stalls ingest). */
 export const layer = Layer.effect(
   Bus,
   Effect.gen(function*() {
-    const capacity = yield* Config.Int("BUS_CAPACITY").pipe(Config.withDefault(100_000))
+    const capacity = yield* Config.Int("BUS_CAPACITY").pipe(Config.withDefault(250_000))
     return makeInMemoryBus({ capacity })
   })
 )
