@@ -63,6 +63,19 @@ export interface Features {
 }
 
 /**
+ * The moving averages the state holds for `symbol` right now (NaN until 10, resp. 30, prices were seen);
+ * undefined for a symbol never seen. Pure: reads the state, never writes it.
+ */
+export const featuresOf = (state: SignalState, symbol: string): { readonly ma10: number; readonly ma30: number } | undefined => {
+  const s = state.get(symbol)
+  if (s === undefined) return undefined
+  return {
+    ma10: s.count >= SHORT_WINDOW ? s.sum10 / SHORT_WINDOW : Number.NaN,
+    ma30: s.count >= LONG_WINDOW ? s.sum30 / LONG_WINDOW : Number.NaN
+  }
+}
+
+/**
  * Feeds one tick into the state; returns the candidate this tick produces, if any. Ticks whose trade id is not
  * newer than the last seen for the symbol are duplicates (at-least-once delivery) and are ignored.
  */

@@ -1,10 +1,19 @@
 /**
- * Stored ticks back out of Parquet, in (ts, trade_id) order, streamed in DuckDB chunks (2048 rows) so a large
- * store is never held in memory (DuckDB sorts out of core). A directory is searched recursively (`data` and
- * `data/raw` both work); a single file works too. Duplicates of (symbol, trade_id) — a redelivery stored twice —
- * are dropped: they sort next to each other, so one comparison with the previous row finds them.
+ * Stored ticks back out of Parquet, in (ts, trade_id, symbol) order, de-duplicated by (symbol, trade_id, ts).
+ *
+ * No global sort: the store writes each file for one symbol and one UTC hour, so files barely overlap in time.
+ * Each file is read on its own (DuckDB sorts the one file by (ts, trade_id), streamed in 2048-row chunks) and the
+ * per-file streams are k-way merged here, in JS, by (ts, trade_id, symbol). A file is opened only when the merge
+ * reaches its first timestamp (from the Parquet footer's statistics), so at any time only the files overlapping
+ * the current instant are open (plus a small look-ahead): memory is bounded by that, not by the tree.
+ * The next chunk of every open file and the next file are fetched while the current rows are merged, so DuckDB's
+ * decoding overlaps with the replay's own work.
+ *
+ * A directory is searched recursively (`data` and `data/raw` both work); a single file works too. Duplicates — a
+ * redelivery stored twice — have the same (ts, trade_id, symbol), so they meet next to each other in the merged
+ * order and one comparison with the previous row drops them, whichever files they are in.
  */
-import { DuckDBInstance, type DuckDBVector } from "@duckdb/node-api"
+import { type DuckDBConnection, type DuckDBDataChunk, DuckDBInstance, type DuckDBResult, type DuckDBVector } from "@duckdb/node-api"
 import { Effect, Option, Stream } from "effect"
 import { readdir, stat } from "node:fs/promises"
 import { join } from "node:path"
@@ -26,35 +35,89 @@ export interface SourceStats {
 
 const sqlString = (s: string): string => `'${s.replaceAll("'", "''")}'`
 
-/** The `read_parquet(…)` expression for a file or a directory tree; fails if there is no Parquet file. */
-export const sourceOf = (path: string): Effect.Effect<string, StoreError> =>
+/** The Parquet files at `path` (a file, or every `*.parquet` under a directory), sorted; fails if there is none. */
+export const listFiles = (path: string): Effect.Effect<ReadonlyArray<string>, StoreError> =>
   Effect.tryPromise({
     try: async () => {
       const info = await stat(path)
-      if (info.isFile()) return `read_parquet(${sqlString(path)}, hive_partitioning = true)`
-      const files = (await readdir(path, { recursive: true })).filter((f) => f.endsWith(".parquet") && !f.endsWith(TMP_SUFFIX))
+      if (info.isFile()) return [path]
+      const files = (await readdir(path, { recursive: true }))
+        .filter((f) => f.endsWith(".parquet") && !f.endsWith(TMP_SUFFIX))
+        .map((f) => join(path, f))
+        .sort()
       if (files.length === 0) throw new Error(`no .parquet files under ${path}`)
-      return `read_parquet(${sqlString(join(path, "**", "*.parquet"))}, hive_partitioning = true, union_by_name = true)`
+      return files
     },
     catch: (cause) => new StoreError({ operation: "open", path, message: cause instanceof Error ? cause.message : String(cause) })
   })
 
-/** `symbols` (sorted) become numeric codes in the query: decoding a VARCHAR per row costs more than the signal. */
-export const tickQuery = (source: string, filter: TickFilter, symbols: ReadonlyArray<string>): string => {
-  const where: Array<string> = []
-  if (filter.symbols !== undefined && filter.symbols.length > 0) where.push(`symbol IN (${filter.symbols.map(sqlString).join(", ")})`)
-  if (filter.from !== undefined) where.push(`ts >= epoch_ms(${Math.floor(filter.from)}::BIGINT)`)
-  if (filter.to !== undefined) where.push(`ts < epoch_ms(${Math.floor(filter.to)}::BIGINT)`)
-  return (
-    `SELECT epoch_ms(ts)::DOUBLE AS ts, ${symbolCode(symbols)} AS symbol, price, size, (side = 'BUY')::DOUBLE AS buy, trade_id::DOUBLE AS trade_id,` +
-    ` epoch_ms(received_at)::DOUBLE AS received_at FROM ${source}` +
-    (where.length > 0 ? ` WHERE ${where.join(" AND ")}` : "") +
-    " ORDER BY ts, trade_id, symbol"
-  )
+/** What the footer says about one file. */
+export interface FileInfo {
+  readonly path: string
+  readonly rows: number
+  /** Epoch ms; -Infinity / +Infinity when the footer has no statistics. */
+  readonly minTs: number
+  readonly maxTs: number
+  /** The one symbol every row has (min = max in every row group), or undefined: read the column per row. */
+  readonly symbol: string | undefined
 }
 
-const symbolCode = (symbols: ReadonlyArray<string>): string =>
-  symbols.length === 0 ? "0::DOUBLE" : `(CASE symbol ${symbols.map((s, i) => `WHEN ${sqlString(s)} THEN ${i}`).join(" ")} ELSE -1 END)::DOUBLE`
+const num = (v: unknown, otherwise: number): number => (v === null || v === undefined ? otherwise : Number(v))
+
+/** Row counts, ts range and (single) symbol of every file, from the Parquet footers only (no data is read). */
+const fileInfos = async (c: DuckDBConnection, files: ReadonlyArray<string>): Promise<Array<FileInfo>> => {
+  const list = `[${files.map(sqlString).join(", ")}]`
+  const rows = (await c.runAndReadAll(
+    `SELECT file_name,` +
+      ` max(CASE WHEN path_in_schema = 'ts' THEN 1 ELSE 0 END) AS has_ts,` +
+      ` epoch_ms(min(CASE WHEN path_in_schema = 'ts' THEN TRY_CAST(stats_min_value AS TIMESTAMP) END))::DOUBLE AS min_ts,` +
+      ` epoch_ms(max(CASE WHEN path_in_schema = 'ts' THEN TRY_CAST(stats_max_value AS TIMESTAMP) END))::DOUBLE AS max_ts,` +
+      ` count(CASE WHEN path_in_schema = 'ts' AND stats_min_value IS NULL THEN 1 END) AS ts_unknown,` +
+      ` min(CASE WHEN path_in_schema = 'symbol' THEN stats_min_value END) AS sym_min,` +
+      ` max(CASE WHEN path_in_schema = 'symbol' THEN stats_max_value END) AS sym_max,` +
+      ` count(CASE WHEN path_in_schema = 'symbol' AND (stats_min_value IS NULL OR stats_max_value IS NULL) THEN 1 END) AS sym_unknown,` +
+      ` count(CASE WHEN path_in_schema = 'symbol' THEN 1 END) AS sym_groups,` +
+      ` sum(CASE WHEN path_in_schema = 'ts' THEN num_values END)::DOUBLE AS n` +
+      ` FROM parquet_metadata(${list}) GROUP BY file_name`
+  )).getRowObjectsJS()
+  const byPath = new Map(rows.map((r) => [String(r.file_name), r]))
+  return files.map((path) => {
+    const r = byPath.get(path)
+    const tsKnown = r !== undefined && Number(r.has_ts) === 1 && Number(r.ts_unknown) === 0
+    const single = r !== undefined && Number(r.sym_groups) > 0 && Number(r.sym_unknown) === 0 && r.sym_min === r.sym_max
+    return {
+      path,
+      rows: num(r?.n, 0),
+      minTs: tsKnown ? num(r?.min_ts, Number.NEGATIVE_INFINITY) : Number.NEGATIVE_INFINITY,
+      maxTs: tsKnown ? num(r?.max_ts, Number.POSITIVE_INFINITY) : Number.POSITIVE_INFINITY,
+      symbol: single ? String(r?.sym_min) : undefined
+    }
+  })
+}
+
+/**
+ * The query for one file, sorted by (ts, trade_id). `ts * 2 + buy` travels as one DOUBLE (exact below 2^52, i.e.
+ * for any millisecond timestamp): every column handed over costs per chunk. `codes` (sorted symbols) become numbers
+ * in the query, and only for a file holding several symbols: decoding a VARCHAR per row costs more than the signal.
+ */
+export const fileQuery = (file: FileInfo, filter: TickFilter, codes: ReadonlyArray<string> | undefined): string => {
+  const where: Array<string> = []
+  if (codes !== undefined && filter.symbols !== undefined && filter.symbols.length > 0) {
+    where.push(`symbol IN (${filter.symbols.map(sqlString).join(", ")})`)
+  }
+  if (filter.from !== undefined && !(file.minTs >= filter.from)) where.push(`ts >= epoch_ms(${Math.floor(filter.from)}::BIGINT)`)
+  if (filter.to !== undefined && !(file.maxTs < filter.to)) where.push(`ts < epoch_ms(${Math.floor(filter.to)}::BIGINT)`)
+  const code = codes === undefined
+    ? ""
+    : `, (CASE symbol ${codes.map((s, i) => `WHEN ${sqlString(s)} THEN ${i}`).join(" ")} ELSE -1 END)::DOUBLE AS symbol_code`
+  return (
+    `SELECT (epoch_ms(ts) * 2 + (side = 'BUY')::BIGINT)::DOUBLE AS ts_buy, price::DOUBLE AS price, size::DOUBLE AS size,` +
+    ` trade_id::DOUBLE AS trade_id, epoch_ms(received_at)::DOUBLE AS received_at${code}` +
+    ` FROM read_parquet(${sqlString(file.path)}${codes === undefined ? "" : ", hive_partitioning = true"})` +
+    (where.length > 0 ? ` WHERE ${where.join(" AND ")}` : "") +
+    (codes === undefined ? " ORDER BY ts, trade_id" : " ORDER BY ts, trade_id, symbol")
+  )
+}
 
 /** A DOUBLE column of a chunk as a Float64Array (our query has no NULLs); see TickStore's `fillDoubles`. */
 const doubles = (vector: DuckDBVector, n: number): Float64Array => {
@@ -65,17 +128,75 @@ const doubles = (vector: DuckDBVector, n: number): Float64Array => {
   return out
 }
 
+/** One open file: its current chunk as columns, and the next chunk already requested. */
+interface Cursor {
+  readonly file: FileInfo
+  readonly connection: DuckDBConnection
+  readonly result: DuckDBResult
+  /** Symbol code of every row, when the file has one symbol; -1 when `codes` holds it per row. */
+  readonly code: number
+  next: Promise<DuckDBDataChunk | null> | undefined
+  chunk: DuckDBDataChunk | null // kept alive: the columns are views of its memory
+  n: number
+  pos: number
+  tsBuy: Float64Array
+  price: Float64Array
+  size: Float64Array
+  tradeId: Float64Array
+  receivedAt: Float64Array
+  codes: Float64Array | undefined
+  /** Head row's key, kept in fields so the merge compares numbers, not arrays. */
+  ts: number
+  id: number
+  sym: number
+}
+
+const EMPTY = new Float64Array(0)
+
+/** Loads `chunk` into the cursor; false when the file is done. */
+const load = (c: Cursor, chunk: DuckDBDataChunk | null): boolean => {
+  const n = chunk?.rowCount ?? 0
+  if (chunk === null || n === 0) {
+    c.chunk = null
+    c.n = 0
+    return false
+  }
+  c.chunk = chunk
+  c.n = n
+  c.pos = 0
+  c.tsBuy = doubles(chunk.getColumnVector(0), n)
+  c.price = doubles(chunk.getColumnVector(1), n)
+  c.size = doubles(chunk.getColumnVector(2), n)
+  c.tradeId = doubles(chunk.getColumnVector(3), n)
+  c.receivedAt = doubles(chunk.getColumnVector(4), n)
+  c.codes = c.code < 0 ? doubles(chunk.getColumnVector(5), n) : undefined
+  return true
+}
+
+const setHead = (c: Cursor): void => {
+  const p = c.pos
+  c.ts = Math.floor(c.tsBuy[p] / 2)
+  c.id = c.tradeId[p]
+  c.sym = c.codes === undefined ? c.code : c.codes[p]
+}
+
+/** Up to this many rows per batch handed to the consumer. */
+const BATCH = 8192
+/** Files opened ahead of the merge (their query and first chunk run while earlier rows are merged). */
+const LOOKAHEAD = 2
+
 /**
- * Ticks in (ts, trade_id) order, one array per DuckDB chunk, de-duplicated by (symbol, trade_id).
- * `stats` counts rows read and duplicates dropped.
+ * The k-way merge: resolves (in a Scope that closes DuckDB) to `next(emit)`, which emits the next batch of ticks in
+ * (ts, trade_id, symbol) order, de-duplicated, and returns how many (0: done).
  */
-export const readTicks = (path: string, filter: TickFilter = {}, stats: SourceStats = { rows: 0, duplicates: 0 }) =>
-  Stream.unwrap(
+const mergedTicks = (path: string, filter: TickFilter, stats: SourceStats) =>
     Effect.gen(function*() {
-      const source = yield* sourceOf(path)
+      const files = yield* listFiles(path)
       const fail = (cause: unknown) =>
         new StoreError({ operation: "read", path, message: cause instanceof Error ? cause.message : String(cause) })
-      const connection = yield* Effect.acquireRelease(
+      const open: Array<Cursor> = []
+      const idle: Array<DuckDBConnection> = []
+      const db = yield* Effect.acquireRelease(
         Effect.tryPromise({
           try: async () => {
             const instance = await DuckDBInstance.create(":memory:")
@@ -85,58 +206,212 @@ export const readTicks = (path: string, filter: TickFilter = {}, stats: SourceSt
         }),
         ({ c, instance }) =>
           Effect.sync(() => {
+            for (const cursor of open) cursor.connection.closeSync()
+            for (const connection of idle) connection.closeSync()
             c.closeSync()
             instance.closeSync()
           })
       )
-      const where = filter.symbols !== undefined && filter.symbols.length > 0
-        ? ` WHERE symbol IN (${filter.symbols.map(sqlString).join(", ")})`
-        : ""
-      const names = yield* Effect.tryPromise({
-        try: async () =>
-          (await connection.c.runAndReadAll(`SELECT DISTINCT symbol FROM ${source}${where} ORDER BY symbol`)).getRows().map((r) => String(r[0])),
+      const wanted = filter.symbols !== undefined && filter.symbols.length > 0 ? new Set(filter.symbols) : undefined
+      const plan = yield* Effect.tryPromise({
+        try: async () => {
+          const infos = (await fileInfos(db.c, files)).filter((f) =>
+            f.rows > 0 &&
+            !(f.symbol !== undefined && wanted !== undefined && !wanted.has(f.symbol)) &&
+            !(filter.from !== undefined && f.maxTs < filter.from) &&
+            !(filter.to !== undefined && f.minTs >= filter.to)
+          )
+          // symbol codes: sorted names, so that ties in (ts, trade_id) break by symbol as before
+          const names = new Set<string>()
+          for (const f of infos) if (f.symbol !== undefined) names.add(f.symbol)
+          const mixed = infos.filter((f) => f.symbol === undefined)
+          if (mixed.length > 0) {
+            const where = wanted === undefined ? "" : ` WHERE symbol IN (${[...wanted].map(sqlString).join(", ")})`
+            const distinct = await db.c.runAndReadAll(
+              `SELECT DISTINCT symbol FROM read_parquet([${mixed.map((f) => sqlString(f.path)).join(", ")}], hive_partitioning = true, union_by_name = true)${where}`
+            )
+            for (const r of distinct.getRows()) names.add(String(r[0]))
+          }
+          // files in the order the merge needs them; an unknown start opens first
+          infos.sort((a, b) => a.minTs - b.minTs || (a.path < b.path ? -1 : 1))
+          return { infos, names: [...names].sort() }
+        },
         catch: fail
       })
-      const result = yield* Effect.tryPromise({ try: () => connection.c.stream(tickQuery(source, filter, names)), catch: fail })
+      const names = plan.names
+      const code = new Map(names.map((s, i) => [s, i]))
+      const pending = plan.infos
+      let nextFile = 0
+
+      const connect = async (): Promise<DuckDBConnection> => idle.pop() ?? (await db.instance.connect())
+      /** Starts a file's query and its first chunk; the cursor is ready once the promise resolves. */
+      const start = async (file: FileInfo): Promise<Cursor> => {
+        const connection = await connect()
+        const result = await connection.stream(fileQuery(file, filter, file.symbol === undefined ? names : undefined))
+        const cursor: Cursor = {
+          file,
+          connection,
+          result,
+          code: file.symbol === undefined ? -1 : (code.get(file.symbol) ?? -1),
+          next: result.fetchChunk(),
+          chunk: null,
+          n: 0,
+          pos: 0,
+          tsBuy: EMPTY,
+          price: EMPTY,
+          size: EMPTY,
+          tradeId: EMPTY,
+          receivedAt: EMPTY,
+          codes: undefined,
+          ts: 0,
+          id: 0,
+          sym: 0
+        }
+        return cursor
+      }
+      const starting: Array<Promise<Cursor>> = []
+      const startAhead = () => {
+        while (starting.length < LOOKAHEAD && nextFile < pending.length) {
+          const p = start(pending[nextFile++])
+          p.catch(() => {}) // awaited in order below; never an unhandled rejection meanwhile
+          starting.push(p)
+        }
+      }
+      /** Moves a cursor to its next chunk (already requested); false and closed when the file is done. */
+      const advance = async (c: Cursor): Promise<boolean> => {
+        const chunk = c.next === undefined ? null : await c.next
+        c.next = undefined
+        if (load(c, chunk)) {
+          stats.rows += c.n
+          c.next = c.result.fetchChunk() // decoded while this chunk is merged
+          setHead(c)
+          return true
+        }
+        idle.push(c.connection)
+        return false
+      }
+      /** Opens the next file (in first-timestamp order) and adds it to the merge if it has rows. */
+      const openNext = async (): Promise<void> => {
+        startAhead()
+        const p = starting.shift()
+        if (p === undefined) return
+        const c = await p
+        startAhead()
+        if (await advance(c)) open.push(c)
+      }
+      const nextStart = (): number =>
+        starting.length > 0 ? pending[nextFile - starting.length].minTs : nextFile < pending.length ? pending[nextFile].minTs : Number.POSITIVE_INFINITY
+
       let prevTs = Number.NaN
       let prevId = Number.NaN
-      let prevSymbol = -1
-      return Stream.paginate(undefined, () =>
-        Effect.tryPromise({ try: () => result.fetchChunk(), catch: fail }).pipe(
-          Effect.map((chunk): readonly [ReadonlyArray<Tick>, Option.Option<undefined>] => {
-            const n = chunk?.rowCount ?? 0
-            if (chunk === null || n === 0) return [[], Option.none()]
-            const ts = doubles(chunk.getColumnVector(0), n)
-            const symbols = doubles(chunk.getColumnVector(1), n)
-            const price = doubles(chunk.getColumnVector(2), n)
-            const size = doubles(chunk.getColumnVector(3), n)
-            const buy = doubles(chunk.getColumnVector(4), n)
-            const tradeId = doubles(chunk.getColumnVector(5), n)
-            const receivedAt = doubles(chunk.getColumnVector(6), n)
-            const out: Array<Tick> = []
-            for (let i = 0; i < n; i++) {
-              const code = symbols[i]
-              if (ts[i] === prevTs && tradeId[i] === prevId && code === prevSymbol) {
-                stats.duplicates++
-                continue
-              }
-              prevTs = ts[i]
-              prevId = tradeId[i]
-              prevSymbol = code
-              out.push({
-                symbol: names[code],
-                price: price[i],
-                size: size[i],
-                side: buy[i] === 1 ? "BUY" : "SELL",
-                tradeId: tradeId[i],
-                ts: ts[i],
-                receivedAt: receivedAt[i]
-              })
+      let prevSym = -1
+
+      /**
+       * Hands the next batch of merged ticks to `emit`, one by one, through ONE reused object (valid only during the
+       * call: no allocation per row); resolves to how many it emitted, 0 when every file is done.
+       */
+      const tick = { symbol: "", price: 0, size: 0, side: "BUY" as "BUY" | "SELL", tradeId: 0, ts: 0, receivedAt: 0 }
+      const nextBatch = async (emit: (tick: Tick) => void): Promise<number> => {
+        let emitted = 0
+        while (emitted < BATCH) {
+          // the cursor with the smallest (ts, trade_id, symbol) head
+          let best: Cursor | undefined
+          for (let k = 0; k < open.length; k++) {
+            const c = open[k]
+            if (best === undefined || c.ts < best.ts || (c.ts === best.ts && (c.id < best.id || (c.id === best.id && c.sym < best.sym)))) best = c
+          }
+          // a file not yet open may hold a smaller row: open every file starting at or before the best head
+          if (best === undefined ? nextStart() !== Number.POSITIVE_INFINITY : nextStart() <= best.ts) {
+            await openNext()
+            continue
+          }
+          if (best === undefined) break
+          // take rows from `best` while they stay at or below every other head (an equal head is a duplicate) and
+          // below the next file's start
+          const startTs = nextStart()
+          let limTs = Number.POSITIVE_INFINITY
+          let limId = Number.POSITIVE_INFINITY
+          let limSym = Number.POSITIVE_INFINITY
+          for (let k = 0; k < open.length; k++) {
+            const c = open[k]
+            if (c !== best && (c.ts < limTs || (c.ts === limTs && (c.id < limId || (c.id === limId && c.sym < limSym))))) {
+              limTs = c.ts
+              limId = c.id
+              limSym = c.sym
             }
-            stats.rows += n
-            return [out, Option.some(undefined)]
-          })
-        )
-      )
+          }
+          const names_ = names
+          const { tsBuy, price, size, tradeId, receivedAt, codes } = best
+          let p = best.pos
+          const n = best.n
+          for (;;) {
+            const v = tsBuy[p]
+            const ts = Math.floor(v / 2)
+            const id = tradeId[p]
+            const sym = codes === undefined ? best.code : codes[p]
+            if (!(ts < startTs && (ts < limTs || (ts === limTs && (id < limId || (id === limId && sym <= limSym)))))) break
+            if (ts === prevTs && id === prevId && sym === prevSym) {
+              stats.duplicates++
+            } else {
+              prevTs = ts
+              prevId = id
+              prevSym = sym
+              tick.symbol = names_[sym]
+              tick.price = price[p]
+              tick.size = size[p]
+              tick.side = v - 2 * ts === 1 ? "BUY" : "SELL"
+              tick.tradeId = id
+              tick.ts = ts
+              tick.receivedAt = receivedAt[p]
+              emitted++
+              emit(tick)
+            }
+            if (++p === n || emitted >= BATCH) break
+          }
+          best.pos = p
+          if (p === n) {
+            if (!(await advance(best))) open.splice(open.indexOf(best), 1)
+          } else {
+            setHead(best)
+          }
+        }
+        return emitted
+      }
+
+      startAhead()
+      return (emit: (tick: Tick) => void) => Effect.tryPromise({ try: () => nextBatch(emit), catch: fail })
     })
+
+/**
+ * Ticks in (ts, trade_id, symbol) order, in batches of up to 8192, de-duplicated by (symbol, trade_id, ts).
+ * `stats` counts rows read and duplicates dropped.
+ */
+export const readTicks = (path: string, filter: TickFilter = {}, stats: SourceStats = { rows: 0, duplicates: 0 }) =>
+  Stream.unwrap(
+    Effect.map(mergedTicks(path, filter, stats), (next) =>
+      Stream.paginate(undefined, () => {
+        const batch: Array<Tick> = []
+        return next((t) => batch.push({ ...t })).pipe(
+          Effect.map((n): readonly [ReadonlyArray<Tick>, Option.Option<undefined>] =>
+            n === 0 ? [[], Option.none()] : [batch, Option.some(undefined)]
+          )
+        )
+      })
+    )
   )
+
+/**
+ * The same merged, de-duplicated ticks without building them: `onTick` sees each through one reused object (read
+ * it during the call, never keep it), `onBatch` runs between batches of up to 8192. Needs a Scope (open files).
+ */
+export const forEachTick = <E>(
+  path: string,
+  filter: TickFilter,
+  stats: SourceStats,
+  onTick: (tick: Tick) => void,
+  onBatch: Effect.Effect<void, E> = Effect.void as Effect.Effect<void, E>
+) =>
+  Effect.gen(function*() {
+    const next = yield* mergedTicks(path, filter, stats)
+    while ((yield* next(onTick)) > 0) yield* onBatch
+  })

@@ -4,12 +4,12 @@
  * (± slippage, minus a fee) as an `OrderFilled` event, applied through the same position book. The risk gate's
  * clock is the tick's time, so trade caps behave as they would have live.
  */
-import { Clock, Effect, Stream } from "effect"
+import { Clock, Effect } from "effect"
 import type { Approved, Candidate, OrderFilled, Tick } from "../domain/Messages.ts"
 import { DUST, type Position } from "../orders/PositionBook.ts"
 import { applyOrder, type Decision, decide, initialRiskState, type RiskLimits } from "../risk/RiskGate.ts"
 import { initialSignalState, type SignalState, stepSignal } from "../signals/SignalWorker.ts"
-import { readTicks, type SourceStats, type TickFilter } from "./ParquetSource.ts"
+import { forEachTick, type SourceStats, type TickFilter } from "./ParquetSource.ts"
 
 export interface PaperOptions {
   /** Fee rate on each fill's notional, charged in the quote asset (0.001 = 0.1 %, Binance's base taker fee). */
@@ -40,6 +40,7 @@ export interface ReplaySummary {
 
 /** What a report wants to see, as it happens. */
 export interface ReplayObserver {
+  /** `tick` is one reused object during a replay: read it in the call, never keep it. */
   readonly onTick?: (tick: Tick, signal: SignalState, equity: number) => void
   readonly onCandidate?: (candidate: Candidate, decision: Decision) => void
   readonly onFill?: (fill: OrderFilled, realizedDelta: number) => void
@@ -183,16 +184,19 @@ export const replay = (
     const replayer = makeReplayer(limits, paper, options.observer)
     const started = yield* Clock.currentTimeMillis
     let lastReport = started
-    yield* readTicks(path, filter, stats).pipe(
-      Stream.runForEachArray((batch) =>
-        Effect.gen(function*() {
-          for (const tick of batch) replayer.step(tick)
-          if (options.onProgress === undefined) return
+    const progress = options.onProgress
+    yield* Effect.scoped(
+      forEachTick(
+        path,
+        filter,
+        stats,
+        replayer.step,
+        progress === undefined ? Effect.void : Effect.gen(function*() {
           const now = yield* Clock.currentTimeMillis
           if (now - lastReport >= 1000) {
             lastReport = now
             const s = replayer.summary()
-            yield* options.onProgress({ ticks: s.ticks, lastTs: s.lastTs, elapsedMs: now - started })
+            yield* progress({ ticks: s.ticks, lastTs: s.lastTs, elapsedMs: now - started })
           }
         })
       )

@@ -4,11 +4,9 @@
  * recording (keep every k-th point, doubling k when full), so memory stays bounded however long the replay.
  */
 import type { OrderFilled, Tick } from "../domain/Messages.ts"
-import type { SignalState } from "../signals/SignalWorker.ts"
+import { featuresOf, type SignalState } from "../signals/SignalWorker.ts"
 import type { ReplayObserver, ReplaySummary } from "./Replay.ts"
 import { formatSummary } from "./Replay.ts"
-
-type SymbolSignal = SignalState extends Map<string, infer S> ? S : never
 
 class Sampled<P> {
   readonly points: Array<P> = []
@@ -47,11 +45,8 @@ export const makeReportRecorder = (maxPoints = 1500) => {
       let series = prices.get(tick.symbol)
       if (series === undefined) prices.set(tick.symbol, (series = new Sampled(maxPoints)))
       series.offer(() => {
-        // the signal worker's running sums (its own state, read, never written)
-        const s = signal.get(tick.symbol) as SymbolSignal | undefined
-        const ma10 = s !== undefined && s.count >= 10 ? s.sum10 / 10 : Number.NaN
-        const ma30 = s !== undefined && s.count >= 30 ? s.sum30 / 30 : Number.NaN
-        return [tick.ts, tick.price, ma10, ma30] as const
+        const f = featuresOf(signal, tick.symbol)
+        return [tick.ts, tick.price, f?.ma10 ?? Number.NaN, f?.ma30 ?? Number.NaN] as const
       })
       equity.offer(() => [tick.ts, eq] as const)
     },
