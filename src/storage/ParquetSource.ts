@@ -18,7 +18,7 @@ import { Effect, Option, Stream } from "effect"
 import { readdir, stat } from "node:fs/promises"
 import { join } from "node:path"
 import type { Tick } from "../domain/Messages.ts"
-import { StoreError, TMP_SUFFIX } from "./TickStore.ts"
+import { SORTED_KEY, SORTED_VALUE, StoreError, TMP_SUFFIX } from "./TickStore.ts"
 
 export interface TickFilter {
   readonly symbols?: ReadonlyArray<string>
@@ -60,6 +60,8 @@ export interface FileInfo {
   readonly maxTs: number
   /** The one symbol every row has (min = max in every row group), or undefined: read the column per row. */
   readonly symbol: string | undefined
+  /** Written by our store, which marks files already in (ts, trade_id) order: no sort needed on read. */
+  readonly sorted: boolean
 }
 
 const num = (v: unknown, otherwise: number): number => (v === null || v === undefined ? otherwise : Number(v))
@@ -81,6 +83,12 @@ const fileInfos = async (c: DuckDBConnection, files: ReadonlyArray<string>): Pro
       ` FROM parquet_metadata(${list}) GROUP BY file_name`
   )).getRowObjectsJS()
   const byPath = new Map(rows.map((r) => [String(r.file_name), r]))
+  const marked = new Set(
+    (await c.runAndReadAll(
+      `SELECT file_name FROM parquet_kv_metadata(${list})` +
+        ` WHERE decode(key) = ${sqlString(SORTED_KEY)} AND decode(value) = ${sqlString(SORTED_VALUE)}`
+    )).getRowObjectsJS().map((r) => String(r.file_name))
+  )
   return files.map((path) => {
     const r = byPath.get(path)
     const tsKnown = r !== undefined && Number(r.has_ts) === 1 && Number(r.ts_unknown) === 0
@@ -90,7 +98,8 @@ const fileInfos = async (c: DuckDBConnection, files: ReadonlyArray<string>): Pro
       rows: num(r?.n, 0),
       minTs: tsKnown ? num(r?.min_ts, Number.NEGATIVE_INFINITY) : Number.NEGATIVE_INFINITY,
       maxTs: tsKnown ? num(r?.max_ts, Number.POSITIVE_INFINITY) : Number.POSITIVE_INFINITY,
-      symbol: single ? String(r?.sym_min) : undefined
+      symbol: single ? String(r?.sym_min) : undefined,
+      sorted: marked.has(path)
     }
   })
 }
@@ -115,7 +124,7 @@ export const fileQuery = (file: FileInfo, filter: TickFilter, codes: ReadonlyArr
     ` trade_id::DOUBLE AS trade_id, epoch_ms(received_at)::DOUBLE AS received_at${code}` +
     ` FROM read_parquet(${sqlString(file.path)}${codes === undefined ? "" : ", hive_partitioning = true"})` +
     (where.length > 0 ? ` WHERE ${where.join(" AND ")}` : "") +
-    (codes === undefined ? " ORDER BY ts, trade_id" : " ORDER BY ts, trade_id, symbol")
+    (codes !== undefined ? " ORDER BY ts, trade_id, symbol" : file.sorted ? "" : " ORDER BY ts, trade_id")
   )
 }
 

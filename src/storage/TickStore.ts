@@ -38,6 +38,22 @@ export interface TickColumns {
   readonly receivedAt: Float64Array
 }
 
+/**
+ * Every file this store writes is sorted by (ts, trade_id) and says so in its footer's key-value metadata, so a
+ * reader can stream it as is; files from elsewhere (no mark) are sorted on read.
+ */
+export const SORTED_KEY = "autotrader_sorted"
+export const SORTED_VALUE = "ts,trade_id"
+
+/** One pass over the buffer: is it already in (ts, trade_id) order? */
+export const isSorted = (columns: TickColumns): boolean => {
+  const { ts, tradeId, length } = columns
+  for (let i = 1; i < length; i++) {
+    if (ts[i] < ts[i - 1] || (ts[i] === ts[i - 1] && tradeId[i] < tradeId[i - 1])) return false
+  }
+  return true
+}
+
 /** A UTC hour of one symbol: the unit of rotation. */
 export interface PartitionKey {
   readonly symbol: string
@@ -197,8 +213,11 @@ export const make = (options: TickStoreOptions) =>
             connection.run(
               `COPY (SELECT epoch_ms(ts::BIGINT)::TIMESTAMP_MS AS ts, ${sqlString(columns.symbol)} AS symbol, price, size,` +
                 ` CASE WHEN buy = 1 THEN 'BUY' ELSE 'SELL' END AS side, trade_id::BIGINT AS trade_id,` +
-                ` epoch_ms(received_at::BIGINT)::TIMESTAMP_MS AS received_at FROM buf)` +
-                ` TO ${sqlString(tmp)} (FORMAT parquet, COMPRESSION ${compression}, ROW_GROUP_SIZE ${rowGroupSize})`
+                ` epoch_ms(received_at::BIGINT)::TIMESTAMP_MS AS received_at FROM buf` +
+                // arrival order is almost always (ts, trade_id) order already; sort only when it is not
+                (isSorted(columns) ? "" : " ORDER BY ts, trade_id") +
+                `) TO ${sqlString(tmp)} (FORMAT parquet, COMPRESSION ${compression}, ROW_GROUP_SIZE ${rowGroupSize},` +
+                ` KV_METADATA {${SORTED_KEY}: '${SORTED_VALUE}'})`
             ),
           catch: fail("copy", tmp)
         })

@@ -115,4 +115,33 @@ describe("ParquetSource k-way merge", () => {
       const onlyB = yield* readTicks(dir, { symbols: ["BBBUSDT", "CCCUSDT"] }).pipe(Stream.runCollect)
       assert.deepStrictEqual(onlyB, canonical([...b, ...c]))
     }))
+
+  it.effect("the store writes every file in (ts, trade_id) order and marks it; reads trust only the mark", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir()
+      const { query } = yield* Effect.promise(() => import("./support.ts"))
+      const btc = Array.from({ length: 200 }, (_, i) => mkTick("BTCUSDT", i + 1, T + Math.floor(i / 3), 100 + (i % 7)))
+      yield* Effect.scoped(
+        Effect.gen(function*() {
+          const store = yield* TickStore.make({ dataDir: dir })
+          yield* store.write(TickStore.partitionOf("BTCUSDT", T), columns("BTCUSDT", shuffle(btc, 11)))
+        })
+      )
+      // on disk: physically sorted, and marked in the footer
+      const rows = yield* query(`SELECT trade_id FROM read_parquet('${dir}/raw/**/*.parquet')`)
+      assert.deepStrictEqual(rows.map((r) => Number(r.trade_id)), btc.map((t) => t.tradeId))
+      const marks = yield* query(
+        `SELECT decode(value) AS v FROM parquet_kv_metadata('${dir}/raw/**/*.parquet') WHERE decode(key) = '${TickStore.SORTED_KEY}'`
+      )
+      assert.deepStrictEqual(marks.map((r) => r.v), [TickStore.SORTED_VALUE])
+      // a shuffled single-symbol file from elsewhere carries no mark: it is still read in order
+      const eth = Array.from({ length: 120 }, (_, i) => mkTick("ETHUSDT", i + 1, T + 1000 + i, 50 + i))
+      const values = shuffle(eth, 5)
+        .map((t) => `(epoch_ms(${t.ts}::BIGINT)::TIMESTAMP_MS, '${t.symbol}', ${t.price}, ${t.size}, '${t.side}', ${t.tradeId}::BIGINT, epoch_ms(${t.receivedAt}::BIGINT)::TIMESTAMP_MS)`)
+      yield* query(
+        `COPY (SELECT * FROM (VALUES ${values.join(", ")}) v(ts, symbol, price, size, side, trade_id, received_at)) TO '${dir}/eth-foreign.parquet' (FORMAT parquet)`
+      )
+      const got = yield* readTicks(dir).pipe(Stream.runCollect)
+      assert.deepStrictEqual(got, canonical([...btc, ...eth]))
+    }))
 })
