@@ -65,8 +65,13 @@ export const flushDurationMs = Metric.histogram("store_flush_duration_ms", {
   boundaries: Metric.exponentialBoundaries({ start: 1, factor: 2, count: 14 })
 })
 
+/** Sets of buffer arrays kept for reuse once their file is written. */
+const SPARE_SETS = 4
+
 const hourOf = (key: PartitionKey): string => `${key.date}T${key.hour}`
 const HOUR = 3_600_000
+
+type ColumnArrays = Pick<TickColumns, "ts" | "price" | "size" | "buy" | "tradeId" | "receivedAt">
 
 /** One partition's pending ticks, column by column; grows by doubling up to `flushRows`. */
 export class PartitionBuffer {
@@ -83,16 +88,21 @@ export class PartitionBuffer {
   /** bus partition → lowest offset held here */
   readonly firstOffset = new Map<number, number>()
 
-  constructor(key: PartitionKey, openedAt: number, capacity = 1024) {
+  constructor(key: PartitionKey, openedAt: number, capacity = 1024, reuse?: ColumnArrays) {
     this.key = key
     this.id = `${key.symbol}/${hourOf(key)}`
     this.openedAt = openedAt
-    this.ts = new Float64Array(capacity)
-    this.price = new Float64Array(capacity)
-    this.size = new Float64Array(capacity)
-    this.buy = new Float64Array(capacity)
-    this.tradeId = new Float64Array(capacity)
-    this.receivedAt = new Float64Array(capacity)
+    this.ts = reuse?.ts ?? new Float64Array(capacity)
+    this.price = reuse?.price ?? new Float64Array(capacity)
+    this.size = reuse?.size ?? new Float64Array(capacity)
+    this.buy = reuse?.buy ?? new Float64Array(capacity)
+    this.tradeId = reuse?.tradeId ?? new Float64Array(capacity)
+    this.receivedAt = reuse?.receivedAt ?? new Float64Array(capacity)
+  }
+
+  /** Its arrays, for a later buffer once this one is written (growing and zeroing them cost ~10 % of a store). */
+  arrays(): ColumnArrays {
+    return { ts: this.ts, price: this.price, size: this.size, buy: this.buy, tradeId: this.tradeId, receivedAt: this.receivedAt }
   }
 
   private grow(): void {
@@ -184,12 +194,19 @@ export const makeStoreSink = (options: Pick<StoreOptions, "flushRows" | "flushIn
       }
     })
 
+    /** Arrays of written buffers, reused by new buffers (at most a few sets: memory stays bounded). */
+    const spare: Array<ColumnArrays> = []
+    const recycle = (buffer: PartitionBuffer): void => {
+      if (spare.length < SPARE_SETS && buffer.ts.length >= 65_536) spare.push(buffer.arrays())
+    }
+
     const flush = (buffer: PartitionBuffer, reason: FlushReason) =>
       Effect.gen(function*() {
         buffers.delete(buffer.id)
         if (buffer.length === 0) return
         const started = yield* Clock.currentTimeMillis
         const file = yield* store.write(buffer.key, buffer.columns())
+        recycle(buffer)
         const ended = yield* Clock.currentTimeMillis
         stats.rows += file.rows
         stats.files += 1
@@ -226,7 +243,7 @@ export const makeStoreSink = (options: Pick<StoreOptions, "flushRows" | "flushIn
             const id = `${key.symbol}/${hour}`
             b = buffers.get(id)
             if (b === undefined) {
-              b = new PartitionBuffer(key, now)
+              b = new PartitionBuffer(key, now, 1024, spare.pop())
               buffers.set(id, b)
               const prev = latestHour.get(key.symbol)
               if (prev === undefined || hour > prev) {
