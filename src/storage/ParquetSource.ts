@@ -13,9 +13,16 @@
  * redelivery stored twice — have the same (ts, trade_id, symbol), so they meet next to each other in the merged
  * order and one comparison with the previous row drops them, whichever files they are in.
  */
-import { type DuckDBConnection, type DuckDBDataChunk, DuckDBInstance, type DuckDBResult, type DuckDBVector } from "@duckdb/node-api"
+import {
+  type DuckDBConnection,
+  type DuckDBDataChunk,
+  DuckDBInstance,
+  type DuckDBResult,
+  type DuckDBVector
+} from "@duckdb/node-api"
 import { Effect, Option, Stream } from "effect"
 import { readdir, stat } from "node:fs/promises"
+import { createRequire } from "node:module"
 import { join } from "node:path"
 import type { Tick } from "../domain/Messages.ts"
 import { SORTED_KEY, SORTED_VALUE, StoreError, TMP_SUFFIX } from "./TickStore.ts"
@@ -128,8 +135,33 @@ export const fileQuery = (file: FileInfo, filter: TickFilter, codes: ReadonlyArr
   )
 }
 
-/** A DOUBLE column of a chunk as a Float64Array (our query has no NULLs); see TickStore's `fillDoubles`. */
-const doubles = (vector: DuckDBVector, n: number): Float64Array => {
+/**
+ * The native calls under `@duckdb/node-api` (its own dependency, resolved from it), for the one hot path that
+ * needs them: a chunk's DOUBLE column as a typed array without the API's vector wrapper (type lookup, validity,
+ * object per column per chunk: about a tenth of a replay). Undefined if a future version lacks them.
+ */
+interface RawBindings {
+  readonly data_chunk_get_vector: (chunk: unknown, column: number) => unknown
+  readonly vector_get_data: (vector: unknown, bytes: number) => Uint8Array
+}
+const raw: RawBindings | undefined = (() => {
+  try {
+    const fromApi = createRequire(createRequire(import.meta.url).resolve("@duckdb/node-api"))
+    const b = fromApi("@duckdb/node-bindings") as Partial<RawBindings>
+    return typeof b.data_chunk_get_vector === "function" && typeof b.vector_get_data === "function" ? (b as RawBindings) : undefined
+  } catch {
+    return undefined
+  }
+})()
+
+/** A DOUBLE column of a chunk as a Float64Array over the chunk's memory (our query has no NULLs). */
+const doubles = (chunk: DuckDBDataChunk, column: number, n: number): Float64Array => {
+  const handle = (chunk as unknown as { readonly chunk?: unknown }).chunk
+  if (raw !== undefined && handle !== undefined) {
+    const bytes = raw.vector_get_data(raw.data_chunk_get_vector(handle, column), n * 8)
+    return new Float64Array(bytes.buffer, bytes.byteOffset, n)
+  }
+  const vector: DuckDBVector = chunk.getColumnVector(column)
   const items = (vector as unknown as { readonly items?: unknown }).items
   if (items instanceof Float64Array) return items
   const out = new Float64Array(n)
@@ -173,12 +205,12 @@ const load = (c: Cursor, chunk: DuckDBDataChunk | null): boolean => {
   c.chunk = chunk
   c.n = n
   c.pos = 0
-  c.tsBuy = doubles(chunk.getColumnVector(0), n)
-  c.price = doubles(chunk.getColumnVector(1), n)
-  c.size = doubles(chunk.getColumnVector(2), n)
-  c.tradeId = doubles(chunk.getColumnVector(3), n)
-  c.receivedAt = doubles(chunk.getColumnVector(4), n)
-  c.codes = c.code < 0 ? doubles(chunk.getColumnVector(5), n) : undefined
+  c.tsBuy = doubles(chunk, 0, n)
+  c.price = doubles(chunk, 1, n)
+  c.size = doubles(chunk, 2, n)
+  c.tradeId = doubles(chunk, 3, n)
+  c.receivedAt = doubles(chunk, 4, n)
+  c.codes = c.code < 0 ? doubles(chunk, 5, n) : undefined
   return true
 }
 
@@ -320,45 +352,40 @@ const mergedTicks = (path: string, filter: TickFilter, stats: SourceStats) =>
        * call: no allocation per row); resolves to how many it emitted, 0 when every file is done.
        */
       const tick = { symbol: "", price: 0, size: 0, side: "BUY" as "BUY" | "SELL", tradeId: 0, ts: 0, receivedAt: 0 }
+      /** The open cursor with the smallest (ts, trade_id, symbol) head (a cursor at the end of its chunk keeps its last row's key). */
+      const pick = (): Cursor | undefined => {
+        let best: Cursor | undefined
+        for (let k = 0; k < open.length; k++) {
+          const c = open[k]
+          if (best === undefined || c.ts < best.ts || (c.ts === best.ts && (c.id < best.id || (c.id === best.id && c.sym < best.sym)))) best = c
+        }
+        return best
+      }
       const nextBatch = async (emit: (tick: Tick) => void): Promise<number> => {
         let emitted = 0
+        const names_ = names
         while (emitted < BATCH) {
-          // the cursor with the smallest (ts, trade_id, symbol) head
-          let best: Cursor | undefined
-          for (let k = 0; k < open.length; k++) {
-            const c = open[k]
-            if (best === undefined || c.ts < best.ts || (c.ts === best.ts && (c.id < best.id || (c.id === best.id && c.sym < best.sym)))) best = c
-          }
+          const startTs = nextStart()
+          let best = pick()
           // a file not yet open may hold a smaller row: open every file starting at or before the best head
-          if (best === undefined ? nextStart() !== Number.POSITIVE_INFINITY : nextStart() <= best.ts) {
+          if (best === undefined ? startTs !== Number.POSITIVE_INFINITY : startTs <= best.ts) {
             await openNext()
             continue
           }
           if (best === undefined) break
-          // take rows from `best` while they stay at or below every other head (an equal head is a duplicate) and
-          // below the next file's start
-          const startTs = nextStart()
-          let limTs = Number.POSITIVE_INFINITY
-          let limId = Number.POSITIVE_INFINITY
-          let limSym = Number.POSITIVE_INFINITY
-          for (let k = 0; k < open.length; k++) {
-            const c = open[k]
-            if (c !== best && (c.ts < limTs || (c.ts === limTs && (c.id < limId || (c.id === limId && c.sym < limSym))))) {
-              limTs = c.ts
-              limId = c.id
-              limSym = c.sym
-            }
+          if (best.pos === best.n) {
+            // its chunk is used up: its next row is at or above its last one, so it is the one to move on
+            if (!(await advance(best))) open.splice(open.indexOf(best), 1)
+            continue
           }
-          const names_ = names
-          const { tsBuy, price, size, tradeId, receivedAt, codes } = best
-          let p = best.pos
-          const n = best.n
+          // synchronous part: one row at a time from the smallest head (files interleave row by row: two symbols of
+          // the same hour), until a chunk must be awaited, a file opened, or the batch is full. An equal head in
+          // another file is a duplicate: it comes out right after and is dropped.
           for (;;) {
-            const v = tsBuy[p]
-            const ts = Math.floor(v / 2)
-            const id = tradeId[p]
-            const sym = codes === undefined ? best.code : codes[p]
-            if (!(ts < startTs && (ts < limTs || (ts === limTs && (id < limId || (id === limId && sym <= limSym)))))) break
+            const p = best.pos
+            const ts = best.ts
+            const id = best.id
+            const sym = best.sym
             if (ts === prevTs && id === prevId && sym === prevSym) {
               stats.duplicates++
             } else {
@@ -366,22 +393,21 @@ const mergedTicks = (path: string, filter: TickFilter, stats: SourceStats) =>
               prevId = id
               prevSym = sym
               tick.symbol = names_[sym]
-              tick.price = price[p]
-              tick.size = size[p]
-              tick.side = v - 2 * ts === 1 ? "BUY" : "SELL"
+              tick.price = best.price[p]
+              tick.size = best.size[p]
+              tick.side = best.tsBuy[p] - 2 * ts === 1 ? "BUY" : "SELL"
               tick.tradeId = id
               tick.ts = ts
-              tick.receivedAt = receivedAt[p]
+              tick.receivedAt = best.receivedAt[p]
               emitted++
               emit(tick)
             }
-            if (++p === n || emitted >= BATCH) break
-          }
-          best.pos = p
-          if (p === n) {
-            if (!(await advance(best))) open.splice(open.indexOf(best), 1)
-          } else {
+            // at the end of its chunk, a cursor keeps its last row's key until the next chunk is awaited
+            if (++best.pos === best.n) break
             setHead(best)
+            if (emitted >= BATCH) break
+            best = pick()
+            if (best === undefined || startTs <= best.ts) break
           }
         }
         return emitted

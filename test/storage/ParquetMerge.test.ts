@@ -91,6 +91,34 @@ describe("ParquetSource k-way merge", () => {
       assert.strictEqual(summary.lastTs, expected[expected.length - 1].ts)
     }))
 
+  it.effect("files interleaving row by row across many 2048-row chunks, with an overlapping redelivered file", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir()
+      // two symbols alternating every millisecond (as a live market's hour files do), 7000 rows each: chunk ends
+      // of the two files fall at different rows; a third file repeats 2500 BTC rows spanning a chunk boundary
+      const btc = Array.from({ length: 7000 }, (_, i) => mkTick("BTCUSDT", 3_000_000_000 + 2 * i, T + 2 * i, 100 + (i % 13), i % 2 === 0 ? "BUY" : "SELL"))
+      const eth = Array.from({ length: 7000 }, (_, i) => mkTick("ETHUSDT", 3_000_000_001 + 2 * i, T + 2 * i + 1, 50 + (i % 7)))
+      const again = btc.slice(1500, 4000)
+      yield* Effect.scoped(
+        Effect.gen(function*() {
+          const store = yield* TickStore.make({ dataDir: dir })
+          yield* store.write(TickStore.partitionOf("BTCUSDT", T), columns("BTCUSDT", btc))
+          yield* store.write(TickStore.partitionOf("ETHUSDT", T), columns("ETHUSDT", eth))
+          yield* store.write(TickStore.partitionOf("BTCUSDT", T), columns("BTCUSDT", again))
+        })
+      )
+      const all = [...btc, ...eth, ...again]
+      const expected = canonical(all)
+      const stats = { rows: 0, duplicates: 0 }
+      const got = yield* readTicks(dir, {}, stats).pipe(Stream.runCollect)
+      assert.strictEqual(got.length, expected.length)
+      assert.deepStrictEqual(got, expected)
+      assert.strictEqual(stats.rows, all.length)
+      assert.strictEqual(stats.duplicates, again.length)
+      const window = yield* readTicks(dir, { from: T + 4000, to: T + 9000 }).pipe(Stream.runCollect)
+      assert.deepStrictEqual(window, expected.filter((t) => t.ts >= T + 4000 && t.ts < T + 9000))
+    }))
+
   it.effect("a file holding several symbols is read per row (symbol column) and merged with single-symbol files", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir()
