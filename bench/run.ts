@@ -22,6 +22,8 @@ const RUNS = 5
 const BATCH = 512 // what a bus poll hands the stage at a time
 const limits = { orderQty: 0.001, maxPosition: 0.01, maxTradesPerMinute: 2, maxTradesPerHour: 20 }
 const paper = { fee: 0.001, slippageBps: 1 }
+/** The store's codec: its default unless STORE_COMPRESSION says otherwise (to compare codecs). */
+const codec = ((c) => (c === "zstd" || c === "snappy" || c === "uncompressed" ? c : defaultStoreOptions.compression))(process.env.STORE_COMPRESSION)
 
 /** 1M ticks over two symbols, a seeded random walk, one tick every 3 ms (about 50 minutes of a busy market). */
 const makeTicks = (n: number): Array<Tick> => {
@@ -81,7 +83,7 @@ const benchStore = async (): Promise<Result> => {
           for (let i = 0; i < deliveries.length; i += BATCH) yield* sink.offer(deliveries.slice(i, i + BATCH))
           yield* sink.flushAll("shutdown")
           return sink.stats
-        }).pipe(Effect.provide(TickStore.layer({ dataDir: dir })))
+        }).pipe(Effect.provide(TickStore.layer({ dataDir: dir, compression: codec })))
       )
     )
     const seconds = (performance.now() - started) / 1000
@@ -129,7 +131,7 @@ const prepareReplayInput = async (dir: string): Promise<void> => {
           )
         }
         yield* sink.flushAll("shutdown")
-      }).pipe(Effect.provide(TickStore.layer({ dataDir: dir })))
+      }).pipe(Effect.provide(TickStore.layer({ dataDir: dir, compression: codec })))
     )
   )
 }
