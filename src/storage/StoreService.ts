@@ -8,13 +8,14 @@
  * point is the highest checkpoint below the oldest offset still buffered. A crash therefore loses nothing that
  * was committed; what was not committed is redelivered (and de-duplicated on replay).
  */
-import { Clock, Config, Duration, Effect, Metric, Stream } from "effect"
+import { Clock, Config, Duration, Effect, Fiber, Metric, Scope, Semaphore, Stream } from "effect"
 import { Bus, type Delivery } from "../bus/Bus.ts"
+import type { BusError } from "../domain/Errors.ts"
 import type { Tick } from "../domain/Messages.ts"
 import { MarketRaw } from "../domain/Topics.ts"
 import { runRetention } from "./Retention.ts"
 import * as TickStoreLive from "./TickStore.ts"
-import { type PartitionKey, partitionOf, type TickColumns, TickStore } from "./TickStore.ts"
+import { type PartitionKey, partitionOf, type StoreError, type TickColumns, TickStore } from "./TickStore.ts"
 
 export const STORE_GROUP = "store"
 
@@ -64,6 +65,12 @@ export const flushDurationMs = Metric.histogram("store_flush_duration_ms", {
   description: "Time to write one buffer as a Parquet file (ms)",
   boundaries: Metric.exponentialBoundaries({ start: 1, factor: 2, count: 14 })
 })
+
+/**
+ * Full buffers written in the background while the next ones fill (their DuckDB COPY overlaps the buffering), at
+ * most this many at a time; their ticks stay uncommitted until their file is renamed.
+ */
+const WRITES_BEHIND = 2
 
 /** Sets of buffer arrays kept for reuse once their file is written. */
 const SPARE_SETS = 4
@@ -170,6 +177,10 @@ export const makeStoreSink = (options: Pick<StoreOptions, "flushRows" | "flushIn
     const flushIntervalMs = Duration.toMillis(options.flushInterval)
     const idleMs = Duration.toMillis(options.idleFlush)
     let lastInputAt = yield* Clock.currentTimeMillis
+    const scope = yield* Scope.Scope
+    /** Buffers being written in the background (size flushes); each holds back commits like a buffered one. */
+    const behind = new Set<{ readonly buffer: PartitionBuffer; fiber: Fiber.Fiber<void, StoreError | BusError> | undefined }>()
+    const commitLock = yield* Semaphore.make(1)
 
     const checkpointOf = (partition: number): Array<Delivery<Tick>> => {
       let queue = checkpoints.get(partition)
@@ -184,6 +195,10 @@ export const makeStoreSink = (options: Pick<StoreOptions, "flushRows" | "flushIn
           const first = b.firstOffset.get(partition)
           if (first !== undefined && first < floor) floor = first
         }
+        for (const { buffer } of behind) {
+          const first = buffer.firstOffset.get(partition)
+          if (first !== undefined && first < floor) floor = first
+        }
         let safe: Delivery<Tick> | undefined
         let n = 0
         while (n < queue.length && queue[n].offset < floor) safe = queue[n++]
@@ -192,7 +207,7 @@ export const makeStoreSink = (options: Pick<StoreOptions, "flushRows" | "flushIn
           yield* safe.commit
         }
       }
-    })
+    }).pipe(commitLock.withPermit)
 
     /** Arrays of written buffers, reused by new buffers (at most a few sets: memory stays bounded). */
     const spare: Array<ColumnArrays> = []
@@ -200,10 +215,8 @@ export const makeStoreSink = (options: Pick<StoreOptions, "flushRows" | "flushIn
       if (spare.length < SPARE_SETS && buffer.ts.length >= 65_536) spare.push(buffer.arrays())
     }
 
-    const flush = (buffer: PartitionBuffer, reason: FlushReason) =>
+    const writeOut = (buffer: PartitionBuffer, reason: FlushReason) =>
       Effect.gen(function*() {
-        buffers.delete(buffer.id)
-        if (buffer.length === 0) return
         const started = yield* Clock.currentTimeMillis
         const file = yield* store.write(buffer.key, buffer.columns())
         recycle(buffer)
@@ -217,16 +230,62 @@ export const makeStoreSink = (options: Pick<StoreOptions, "flushRows" | "flushIn
         yield* Effect.logDebug("parquet file written", { path: file.path, rows: file.rows, bytes: file.bytes, reason, ms: ended - started })
       })
 
+    const flush = (buffer: PartitionBuffer, reason: FlushReason) =>
+      Effect.gen(function*() {
+        buffers.delete(buffer.id)
+        if (buffer.length === 0) return
+        yield* writeOut(buffer, reason)
+      })
+
+    /** Waits until at most `max` background writes are under way; fails with the error of one that failed. */
+    const awaitBehind = (max: number) =>
+      Effect.gen(function*() {
+        while (behind.size > max) {
+          const oldest = behind.values().next().value
+          if (oldest?.fiber === undefined) return
+          // a write that succeeded removed itself; one that failed stays (its ticks uncommitted) and fails us here
+          yield* Fiber.join(oldest.fiber)
+          behind.delete(oldest)
+        }
+      })
+
+    /** Raises the error of a background write that has failed, if any. */
+    const checkBehind = Effect.gen(function*() {
+      for (const w of behind) {
+        if (w.fiber !== undefined && w.fiber.pollUnsafe() !== undefined) yield* Fiber.join(w.fiber)
+      }
+    })
+
+    /** A full buffer: written in the background while buffering goes on; committed once its file is renamed. */
+    const flushBehind = (buffer: PartitionBuffer) =>
+      Effect.gen(function*() {
+        buffers.delete(buffer.id)
+        if (buffer.length === 0) return
+        yield* awaitBehind(WRITES_BEHIND - 1)
+        const w: { readonly buffer: PartitionBuffer; fiber: Fiber.Fiber<void, StoreError | BusError> | undefined } = { buffer, fiber: undefined }
+        behind.add(w)
+        w.fiber = yield* writeOut(buffer, "size").pipe(
+          Effect.andThen(Effect.suspend(() => {
+            behind.delete(w)
+            return commitSafe
+          })),
+          Effect.forkIn(scope)
+        )
+      })
+
     const flushWhere = (pred: (b: PartitionBuffer) => boolean, reason: FlushReason) =>
       Effect.gen(function*() {
         const due = [...buffers.values()].filter(pred)
         for (const b of due) yield* flush(b, reason)
+        // every file written, background ones included, before this flush counts as done
+        yield* awaitBehind(0)
         if (due.length > 0) yield* commitSafe
       })
 
     /** Buffers a batch of deliveries; writes buffers that are full or whose hour is over; commits what is safe. */
     const offer = (deliveries: ReadonlyArray<Delivery<Tick>>) =>
       Effect.gen(function*() {
+        yield* checkBehind
         const now = yield* Clock.currentTimeMillis
         lastInputAt = now
         const last = new Map<number, Delivery<Tick>>()
@@ -258,7 +317,7 @@ export const makeStoreSink = (options: Pick<StoreOptions, "flushRows" | "flushIn
           if (b.length >= options.flushRows) {
             // a checkpoint here lets the commit follow a mid-batch flush instead of waiting for the batch's end
             checkpointOf(d.partition).push(d)
-            yield* flush(b, "size")
+            yield* flushBehind(b)
             yield* commitSafe
           }
         }
@@ -271,6 +330,8 @@ export const makeStoreSink = (options: Pick<StoreOptions, "flushRows" | "flushIn
           yield* flushWhere((b) => hourOf(b.key) < (latestHour.get(b.key.symbol) ?? ""), "rotation")
         }
         yield* commitSafe
+        // let a background write move on (its DuckDB steps resume only when this fiber gives way)
+        if (behind.size > 0) yield* Effect.yieldNow
       })
 
     /** Called on a timer: writes buffers that waited `flushInterval`, or everything once the input went idle. */

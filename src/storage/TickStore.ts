@@ -102,6 +102,16 @@ export interface TickStoreOptions {
   readonly compression?: "zstd" | "snappy" | "uncompressed"
 }
 
+/**
+ * DuckDB connections (each with its own buffer table) the store writes through: two writes can be under way at
+ * once, so the COPY of one file (on DuckDB's threads) overlaps the append of the next (on the JS thread).
+ */
+const SLOTS = 2
+interface Slot {
+  readonly connection: DuckDBConnection
+  readonly table: string
+}
+
 const BUFFER_COLUMNS = ["ts", "price", "size", "buy", "trade_id", "received_at"] as const
 const CHUNK = 2048
 
@@ -129,7 +139,7 @@ const fsyncPath = (path: string) =>
     }
   })
 
-/** DuckDB-backed store. One in-memory DuckDB instance per store; writes are serialized. */
+/** DuckDB-backed store. One in-memory DuckDB instance per store; up to SLOTS writes at a time. */
 export const make = (options: TickStoreOptions) =>
   Effect.gen(function*() {
     const rowGroupSize = options.rowGroupSize ?? 122_880
@@ -137,26 +147,30 @@ export const make = (options: TickStoreOptions) =>
     const fail = (operation: string, path: string) => (cause: unknown) =>
       new StoreError({ operation, path, message: cause instanceof Error ? cause.message : String(cause) })
 
-    const connection = yield* Effect.acquireRelease(
+    const slots = yield* Effect.acquireRelease(
       Effect.tryPromise({
         try: async () => {
           const instance = await DuckDBInstance.create(":memory:")
-          const c = await instance.connect()
-          return { instance, c }
+          const slots: Array<Slot> = []
+          for (let i = 0; i < SLOTS; i++) slots.push({ connection: await instance.connect(), table: `buf${i}` })
+          return { instance, slots }
         },
         catch: fail("open", ":memory:")
       }),
-      ({ c, instance }) =>
+      ({ slots, instance }) =>
         Effect.sync(() => {
-          c.closeSync()
+          for (const slot of slots) slot.connection.closeSync()
           instance.closeSync()
         })
-    ).pipe(Effect.map(({ c }) => c))
-    yield* Effect.tryPromise({
-      try: () => connection.run(`CREATE TABLE buf (${BUFFER_COLUMNS.map((c) => `${c} DOUBLE`).join(", ")})`),
-      catch: fail("open", ":memory:")
-    })
-    const lock = yield* Semaphore.make(1)
+    ).pipe(Effect.map(({ slots }) => slots))
+    for (const slot of slots) {
+      yield* Effect.tryPromise({
+        try: () => slot.connection.run(`CREATE TABLE ${slot.table} (${BUFFER_COLUMNS.map((c) => `${c} DOUBLE`).join(", ")})`),
+        catch: fail("open", ":memory:")
+      })
+    }
+    const free = [...slots]
+    const lock = yield* Semaphore.make(SLOTS)
 
     const types = BUFFER_COLUMNS.map(() => DOUBLE)
     /**
@@ -164,9 +178,9 @@ export const make = (options: TickStoreOptions) =>
      * piece (making them was ~10 % of a write). The appender copies a chunk when it is appended.
      */
     let full: DuckDBDataChunk | undefined
-    const append = (c: DuckDBConnection, columns: TickColumns) =>
+    const append = ({ connection: c, table }: Slot, columns: TickColumns) =>
       Effect.gen(function*() {
-        const appender = yield* Effect.tryPromise({ try: () => c.createAppender("buf"), catch: fail("append", "buf") })
+        const appender = yield* Effect.tryPromise({ try: () => c.createAppender(table), catch: fail("append", table) })
         const sources = [columns.ts, columns.price, columns.size, columns.buy, columns.tradeId, columns.receivedAt]
         for (let base = 0, k = 0; base < columns.length; base += CHUNK, k++) {
           const n = Math.min(CHUNK, columns.length - base)
@@ -176,12 +190,12 @@ export const make = (options: TickStoreOptions) =>
               for (let j = 0; j < sources.length; j++) fillDoubles(chunk.getColumnVector(j), sources[j], base, n)
               appender.appendDataChunk(chunk)
             },
-            catch: fail("append", "buf")
+            catch: fail("append", table)
           })
           // ~1 ms of work per chunk: let other fibers (ingest, signals) run between a few of them
           if (k % 16 === 15) yield* Effect.yieldNow
         }
-        yield* Effect.try({ try: () => appender.closeSync(), catch: fail("append", "buf") })
+        yield* Effect.try({ try: () => appender.closeSync(), catch: fail("append", table) })
       })
 
     const write = (key: PartitionKey, columns: TickColumns): Effect.Effect<WrittenFile, StoreError> =>
@@ -198,9 +212,12 @@ export const make = (options: TickStoreOptions) =>
         const path = join(dir, name)
         const tmp = join(dir, `${TMP_PREFIX}${name}${TMP_SUFFIX}`)
         yield* Effect.tryPromise({ try: () => mkdir(dir, { recursive: true }), catch: fail("mkdir", dir) })
-        return yield* writeFile(dir, tmp, path, columns).pipe(
+        const slot = free.pop()
+        if (slot === undefined) return yield* Effect.die(new Error("TickStore: no free DuckDB slot under the lock"))
+        return yield* writeFile(slot, dir, tmp, path, columns).pipe(
           // a failed write must not leave its temporary file behind
-          Effect.onError(() => Effect.promise(() => rm(tmp, { force: true })))
+          Effect.onError(() => Effect.promise(() => rm(tmp, { force: true }))),
+          Effect.ensuring(Effect.sync(() => free.push(slot)))
         )
       }).pipe(
         // DuckDB cannot be cancelled mid-COPY: a write, once started, finishes (a flush takes well under a second)
@@ -209,16 +226,17 @@ export const make = (options: TickStoreOptions) =>
         Effect.withSpan("TickStore.write", { attributes: { symbol: key.symbol, date: key.date, rows: columns.length } })
       )
 
-    const writeFile = (dir: string, tmp: string, path: string, columns: TickColumns): Effect.Effect<WrittenFile, StoreError> =>
+    const writeFile = (slot: Slot, dir: string, tmp: string, path: string, columns: TickColumns): Effect.Effect<WrittenFile, StoreError> =>
       Effect.gen(function*() {
-        yield* Effect.tryPromise({ try: () => connection.run("DELETE FROM buf"), catch: fail("append", "buf") })
-        yield* append(connection, columns)
+        const { connection, table } = slot
+        yield* Effect.tryPromise({ try: () => connection.run(`DELETE FROM ${table}`), catch: fail("append", table) })
+        yield* append(slot, columns)
         yield* Effect.tryPromise({
           try: () =>
             connection.run(
               `COPY (SELECT epoch_ms(ts::BIGINT)::TIMESTAMP_MS AS ts, ${sqlString(columns.symbol)} AS symbol, price, size,` +
                 ` CASE WHEN buy = 1 THEN 'BUY' ELSE 'SELL' END AS side, trade_id::BIGINT AS trade_id,` +
-                ` epoch_ms(received_at::BIGINT)::TIMESTAMP_MS AS received_at FROM buf` +
+                ` epoch_ms(received_at::BIGINT)::TIMESTAMP_MS AS received_at FROM ${table}` +
                 // arrival order is almost always (ts, trade_id) order already; sort only when it is not
                 (isSorted(columns) ? "" : " ORDER BY ts, trade_id") +
                 `) TO ${sqlString(tmp)} (FORMAT parquet, COMPRESSION ${compression}, ROW_GROUP_SIZE ${rowGroupSize},` +
@@ -226,7 +244,7 @@ export const make = (options: TickStoreOptions) =>
             ),
           catch: fail("copy", tmp)
         })
-        yield* Effect.tryPromise({ try: () => connection.run("DELETE FROM buf"), catch: fail("append", "buf") })
+        yield* Effect.tryPromise({ try: () => connection.run(`DELETE FROM ${table}`), catch: fail("append", table) })
         yield* fsyncPath(tmp)
         const bytes = yield* Effect.tryPromise({
           try: async () => {

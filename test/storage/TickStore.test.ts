@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Duration, Effect, Fiber, Ref } from "effect"
+import { Deferred, Duration, Effect, Exit, Fiber, Layer, Ref } from "effect"
 import { TestClock } from "effect/testing"
 import { spawn } from "node:child_process"
 import { mkdir, readdir, writeFile } from "node:fs/promises"
@@ -8,7 +8,8 @@ import * as InMemoryBus from "../../layers/InMemoryBus.ts"
 import { Bus } from "../../src/bus/Bus.ts"
 import type { Tick } from "../../src/domain/Messages.ts"
 import { MarketRaw } from "../../src/domain/Topics.ts"
-import { defaultStoreOptions, runStore, runStoreWith, STORE_GROUP, type StoreOptions } from "../../src/storage/StoreService.ts"
+import type { Delivery } from "../../src/bus/Bus.ts"
+import { defaultStoreOptions, makeStoreSink, runStore, runStoreWith, STORE_GROUP, type StoreOptions } from "../../src/storage/StoreService.ts"
 import * as TickStore from "../../src/storage/TickStore.ts"
 import { eventually, mkTick, query, tempDir } from "./support.ts"
 
@@ -123,6 +124,53 @@ describe("tick store", () => {
       assert.deepStrictEqual((yield* Ref.get(written)).map((w) => w.tradeIds).at(-1), [8, 9])
       assert.strictEqual(yield* lag, 0)
     }).pipe(Effect.provide(InMemoryBus.layerTest())))
+
+  it.effect("full buffers are written in the background: commits wait for their files, a failed write fails the sink and commits nothing of it", () =>
+    Effect.gen(function*() {
+      const committed: Array<number> = []
+      const release = yield* Deferred.make<void>()
+      const calls = yield* Ref.make(0)
+      // write 1 waits for `release`; write 2 fails; the rest succeed
+      const store = Layer.succeed(
+        TickStore.TickStore,
+        TickStore.TickStore.of({
+          dataDir: "memory",
+          cleanTemp: Effect.succeed([]),
+          write: (key, columns) =>
+            Effect.gen(function*() {
+              const n = yield* Ref.updateAndGet(calls, (k) => k + 1)
+              if (n === 1) yield* Deferred.await(release)
+              if (n === 2) return yield* new TickStore.StoreError({ operation: "copy", path: "x", message: "disk full" })
+              return { path: `${key.symbol}-${n}`, rows: columns.length, bytes: 0 }
+            })
+        })
+      )
+      const delivery = (offset: number): Delivery<Tick> => ({
+        topic: MarketRaw.name,
+        key: "BTCUSDT",
+        value: mkTick("BTCUSDT", offset + 1, T0 + offset, 100),
+        partition: 0,
+        offset,
+        commit: Effect.sync(() => void committed.push(offset))
+      })
+      yield* Effect.scoped(
+        Effect.gen(function*() {
+          const sink = yield* makeStoreSink({ flushRows: 3, flushInterval: Duration.hours(1), idleFlush: Duration.hours(1) })
+          // 0..2 fill a buffer: written in the background (held by `release`), the sink goes on buffering 3, 4
+          yield* sink.offer([0, 1, 2, 3, 4].map(delivery))
+          assert.deepStrictEqual(committed, [], "nothing is committed before its file is renamed")
+          assert.strictEqual(yield* sink.buffered, 2)
+          yield* Deferred.succeed(release, undefined)
+          for (let i = 0; i < 20 && committed.length === 0; i++) yield* Effect.yieldNow
+          assert.deepStrictEqual(committed, [2], "the background write commits its last delivery once its file is in place")
+          // 3..5 fill the next buffer; its write fails: the error comes out of the sink, 3..5 stay uncommitted
+          yield* sink.offer([5].map(delivery))
+          const failed = yield* sink.flushAll("shutdown").pipe(Effect.exit)
+          assert.isTrue(Exit.isFailure(failed))
+          assert.deepStrictEqual(committed, [2])
+        }).pipe(Effect.provide(store))
+      )
+    }))
 
   it.effect("rotates per partition per hour: an hour's file is written once the next hour arrives", () =>
     Effect.gen(function*() {
