@@ -4,20 +4,11 @@ import type { Tick } from "../../src/domain/Messages.ts"
 import { readTicks } from "../../src/storage/ParquetSource.ts"
 import { replay } from "../../src/storage/Replay.ts"
 import * as TickStore from "../../src/storage/TickStore.ts"
-import { mkTick, tempDir } from "./support.ts"
+import { columnsOf, mkTick, tempDir } from "./support.ts"
 
 const T = Date.UTC(2024, 4, 1, 10)
 
-const columns = (symbol: string, ts: ReadonlyArray<Tick>): TickStore.TickColumns => ({
-  symbol,
-  length: ts.length,
-  ts: Float64Array.from(ts, (t) => t.ts),
-  price: Float64Array.from(ts, (t) => t.price),
-  size: Float64Array.from(ts, (t) => t.size),
-  buy: Float64Array.from(ts, (t) => (t.side === "BUY" ? 1 : 0)),
-  tradeId: Float64Array.from(ts, (t) => t.tradeId),
-  receivedAt: Float64Array.from(ts, (t) => t.receivedAt)
-})
+const columns = columnsOf
 
 /** (ts, trade_id, symbol) ascending, one row per (symbol, trade_id, ts): what the old global ORDER BY gave. */
 const canonical = (ticks: ReadonlyArray<Tick>): Array<Tick> => {

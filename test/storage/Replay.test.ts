@@ -14,7 +14,7 @@ import { makeReportRecorder } from "../../src/storage/Report.ts"
 import { defaultStoreOptions, runStore, STORE_GROUP } from "../../src/storage/StoreService.ts"
 import * as TickStore from "../../src/storage/TickStore.ts"
 import { allStages, servicesFor } from "../support/pipeline.ts"
-import { mkTick, tempDir } from "./support.ts"
+import { columnsOf, mkTick, tempDir } from "./support.ts"
 
 const T = Date.UTC(2024, 2, 1, 12) // ticks one second apart from 12:00:01 UTC
 
@@ -43,16 +43,7 @@ const storeFixed = (dir: string) =>
     Effect.gen(function*() {
       const store = yield* TickStore.make({ dataDir: dir })
       const ticks = fixedTicks()
-      const toColumns = (ts: ReadonlyArray<Tick>): TickStore.TickColumns => ({
-        symbol: "BTCUSDT",
-        length: ts.length,
-        ts: Float64Array.from(ts, (t) => t.ts),
-        price: Float64Array.from(ts, (t) => t.price),
-        size: Float64Array.from(ts, (t) => t.size),
-        buy: Float64Array.from(ts, (t) => (t.side === "BUY" ? 1 : 0)),
-        tradeId: Float64Array.from(ts, (t) => t.tradeId),
-        receivedAt: Float64Array.from(ts, (t) => t.receivedAt)
-      })
+      const toColumns = (ts: ReadonlyArray<Tick>) => columnsOf("BTCUSDT", ts)
       const key = TickStore.partitionOf("BTCUSDT", T)
       yield* store.write(key, toColumns(ticks.slice(0, 50)))
       yield* store.write(key, toColumns(ticks.slice(49)))

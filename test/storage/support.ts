@@ -4,6 +4,7 @@ import { mkdtemp, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import type { Tick } from "../../src/domain/Messages.ts"
+import type { TickColumns } from "../../src/storage/TickStore.ts"
 
 /** A fresh directory under the OS temp dir, removed when the test's scope closes. */
 export const tempDir = (prefix = "autotrader-store-") =>
@@ -43,4 +44,16 @@ export const mkTick = (symbol: string, tradeId: number, ts: number, price: numbe
   tradeId,
   ts,
   receivedAt: ts + 3
+})
+
+/** Ticks of one symbol as the store's column buffers. */
+export const columnsOf = (symbol: string, ticks: ReadonlyArray<Tick>): TickColumns => ({
+  symbol,
+  length: ticks.length,
+  ts: Float64Array.from(ticks, (t) => t.ts),
+  price: Float64Array.from(ticks, (t) => t.price),
+  size: Float64Array.from(ticks, (t) => t.size),
+  buy: Float64Array.from(ticks, (t) => (t.side === "BUY" ? 1 : 0)),
+  tradeId: Float64Array.from(ticks, (t) => t.tradeId),
+  receivedAt: Float64Array.from(ticks, (t) => t.receivedAt)
 })
