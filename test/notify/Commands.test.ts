@@ -6,10 +6,9 @@ import { Effect } from "effect"
 import { TestClock } from "effect/testing"
 import * as InMemoryBus from "../../layers/InMemoryBus.ts"
 import { Bus } from "../../src/bus/Bus.ts"
-import type { OrderEvent } from "../../src/domain/Messages.ts"
 import { ControlTopic, OrdersEvents, SignalsApproved, SignalsCandidate, SignalsRejected } from "../../src/domain/Topics.ts"
 import { runRisk } from "../../src/risk/RiskService.ts"
-import { candidate } from "../support/fixtures.ts"
+import { candidate, orderFilled } from "../support/fixtures.ts"
 import { makeBotApiStandIn } from "./BotApiStandIn.ts"
 import { captureLogs, collect, startNotifier } from "./support.ts"
 
@@ -79,25 +78,18 @@ describe("Telegram commands", () => {
     Effect.gen(function*() {
       const api = yield* makeBotApiStandIn()
       const bus = yield* Bus
-      const fill: OrderEvent = {
-        _tag: "OrderFilled",
+      const fill = orderFilled({
         signalId: "BTCUSDT-1-L",
         clientOrderId: "at-1",
-        symbol: "BTCUSDT",
         side: "BUY",
         action: "OPEN",
         qty: 0.001,
-        ts: 1,
-        origin: { tickId: "BTCUSDT:1", receivedAt: 1 },
-        orderId: 42,
-        status: "FILLED",
-        executedQty: 0.001,
-        avgPrice: 43210.5,
+        price: 43210.5,
         quoteQty: 43.2105,
-        commission: 0,
-        commissionAsset: "USDT",
-        fills: []
-      }
+        orderId: 42,
+        ts: 1,
+        origin: { tickId: "BTCUSDT:1", receivedAt: 1 }
+      })
       // history before the notifier starts: positions are rebuilt from it
       yield* bus.publish(OrdersEvents, "BTCUSDT", fill)
       yield* bus.publish(ControlTopic, "control", { command: "pause", by: "order-manager", ts: 1 })

@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import type { OrderEvent } from "../../src/domain/Messages.ts"
 import { buildBook, positionOf } from "../../src/orders/PositionBook.ts"
+import { orderFilled } from "../support/fixtures.ts"
 
 const origin = { tickId: "BTCUSDT:1", receivedAt: 0 }
 const fill = (
@@ -10,25 +11,8 @@ const fill = (
   price: number,
   commission: number,
   commissionAsset: string
-): OrderEvent => ({
-  _tag: "OrderFilled",
-  signalId: `s-${side}`,
-  clientOrderId: `c-${side}`,
-  symbol: "BTCUSDT",
-  side,
-  action,
-  qty,
-  ts: 0,
-  origin,
-  orderId: 1,
-  status: "FILLED",
-  executedQty: qty,
-  avgPrice: price,
-  quoteQty: qty * price,
-  commission,
-  commissionAsset,
-  fills: [{ price, qty, commission, commissionAsset }]
-})
+): OrderEvent =>
+  orderFilled({ signalId: `s-${side}`, clientOrderId: `c-${side}`, side, action, qty, price, origin, commission, commissionAsset, withFills: true })
 
 describe("position book", () => {
   it("buy/sell round trip with fees, by hand", () => {

@@ -7,29 +7,12 @@ import { ControlTopic, OrdersEvents, SignalsApproved, SignalsCandidate, SignalsR
 import { applyControl, applyOrder, decide, initialRiskState, type RiskLimits } from "../../src/risk/RiskGate.ts"
 import { runRisk } from "../../src/risk/RiskService.ts"
 import * as InMemoryBus from "../../layers/InMemoryBus.ts"
-import { candidate } from "../support/fixtures.ts"
+import { candidate, orderFilled } from "../support/fixtures.ts"
 
 const limits: RiskLimits = { orderQty: 0.01, maxPosition: 0.05, maxTradesPerMinute: 2, maxTradesPerHour: 3 }
 
-const filled = (a: Approved, qty: number, price: number): OrderEvent => ({
-  _tag: "OrderFilled",
-  signalId: a.id,
-  clientOrderId: `at-${a.id}`,
-  symbol: a.candidate.symbol,
-  side: a.orderSide,
-  action: a.action,
-  qty,
-  ts: 0,
-  origin: a.origin,
-  orderId: 1,
-  status: "FILLED",
-  executedQty: qty,
-  avgPrice: price,
-  quoteQty: qty * price,
-  commission: 0,
-  commissionAsset: "USDT",
-  fills: []
-})
+const filled = (a: Approved, qty: number, price: number): OrderEvent =>
+  orderFilled({ signalId: a.id, clientOrderId: `at-${a.id}`, symbol: a.candidate.symbol, side: a.orderSide, action: a.action, qty, price, origin: a.origin })
 
 const expectRejected = (d: Approved | Rejected, reason: Rejected["reason"]) => {
   assert.strictEqual(d._tag, "Rejected", `expected a rejection for ${reason}`)
