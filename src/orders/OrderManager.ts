@@ -200,9 +200,8 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
           return yield* lookup(r, 0)
         }
         if (order.executedQty > 0) {
-          const commission = order.fills.reduce((sum, f) => sum + f.commission, 0)
           const fills = order.fills.length > 0 ? order.fills : yield* tradesOf(r, order)
-          const commissionTotal = order.fills.length > 0 ? commission : fills.reduce((s, f) => s + f.commission, 0)
+          const commission = fills.reduce((sum, f) => sum + f.commission, 0)
           return yield* emit({
             _tag: "OrderFilled",
             ...eventBase(r, ts),
@@ -211,7 +210,7 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
             executedQty: order.executedQty,
             avgPrice: order.quoteQty / order.executedQty,
             quoteQty: order.quoteQty,
-            commission: commissionTotal,
+            commission,
             commissionAsset: fills[0]?.commissionAsset ?? "",
             fills
           })
