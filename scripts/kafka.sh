@@ -10,7 +10,8 @@
 # Environment:
 #   KAFKA_PORT           client port (default 19092); the controller listens on KAFKA_PORT+1
 #   KAFKA_VERSION        broker version from Maven Central (default 4.1.2)
-#   KAFKA_CACHE_DIR      jars, config, data, pid and log (default <repo>/.cache/kafka, git-ignored)
+#   KAFKA_CACHE_DIR      jars, config, data, pid and log (default <repo>/.cache/kafka, git-ignored); brokers on
+#                        different ports can share it (pid, log and config files are per port)
 #   KAFKA_DATA_DIR       log.dirs (default $KAFKA_CACHE_DIR/data-$KAFKA_PORT)
 #   KAFKA_HEAP           JVM heap (default 512m)
 #   KAFKA_START_TIMEOUT  seconds to wait for the broker to answer (default 90)
@@ -25,10 +26,19 @@ LIB="$CACHE/$VERSION/lib"
 DATA="${KAFKA_DATA_DIR:-$CACHE/data-$PORT}"
 HEAP="${KAFKA_HEAP:-512m}"
 START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
-PIDFILE="$CACHE/broker.pid"
-LOGFILE="$CACHE/broker.log"
+# Several brokers may run at once from one cache dir (e.g. a test's own broker beside the shared one): every
+# per-broker file is named by port. The default port keeps the historical names, so a broker started by an older
+# copy of this script is still found.
+if [[ "$PORT" == 19092 ]]; then
+  PIDFILE="$CACHE/broker.pid"
+  LOGFILE="$CACHE/broker.log"
+  LOG4J="$CACHE/log4j2.properties"
+else
+  PIDFILE="$CACHE/broker-$PORT.pid"
+  LOGFILE="$CACHE/broker-$PORT.log"
+  LOG4J="$CACHE/log4j2-$PORT.properties"
+fi
 PROPS="$CACHE/server-$PORT.properties"
-LOG4J="$CACHE/log4j2.properties"
 
 log() { printf 'kafka.sh: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
