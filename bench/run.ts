@@ -13,7 +13,7 @@ import { cpus, loadavg, tmpdir, totalmem } from "node:os"
 import { join } from "node:path"
 import type { Delivery } from "../src/bus/Bus.ts"
 import type { Tick } from "../src/domain/Messages.ts"
-import { makeReplayer, replay } from "../src/storage/Replay.ts"
+import { makeReplayer, replay } from "../src/backtest/Replay.ts"
 import { defaultStoreOptions, makeStoreSink } from "../src/storage/StoreService.ts"
 import * as TickStore from "../src/storage/TickStore.ts"
 

@@ -4,8 +4,8 @@ import { Argument, Command, Flag } from "effect/cli"
 import { writeFile } from "node:fs/promises"
 import { ConfigError } from "../domain/Errors.ts"
 import { riskLimitsConfig } from "../risk/RiskService.ts"
-import { formatSummary, replay } from "../storage/Replay.ts"
-import { makeReportRecorder } from "../storage/Report.ts"
+import { formatSummary, replay } from "../backtest/Replay.ts"
+import { makeReportRecorder } from "../backtest/Report.ts"
 import { parseSymbols } from "./AppConfig.ts"
 
 /** "2024-05-01", "2024-05-01T12:00:00Z" (no zone = UTC) or epoch milliseconds. */

@@ -2,7 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Stream } from "effect"
 import type { Tick } from "../../src/domain/Messages.ts"
 import { readTicks } from "../../src/storage/ParquetSource.ts"
-import { replay } from "../../src/storage/Replay.ts"
+import { replay } from "../../src/backtest/Replay.ts"
 import * as TickStore from "../../src/storage/TickStore.ts"
 import { columnsOf, mkTick, tempDir } from "./support.ts"
 

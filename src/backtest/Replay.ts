@@ -9,7 +9,7 @@ import type { Approved, Candidate, OrderFilled, Tick } from "../domain/Messages.
 import { DUST, type Position } from "../orders/PositionBook.ts"
 import { applyOrder, type Decision, decide, initialRiskState, type RiskLimits } from "../risk/RiskGate.ts"
 import { initialSignalState, type SignalState, stepSignal } from "../signals/SignalWorker.ts"
-import { forEachTick, type SourceStats, type TickFilter } from "./ParquetSource.ts"
+import { forEachTick, type SourceStats, type TickFilter } from "../storage/ParquetSource.ts"
 
 export interface PaperOptions {
   /** Fee rate on each fill's notional, charged in the quote asset (0.001 = 0.1 %, Binance's base taker fee). */

@@ -9,12 +9,12 @@ import { MarketRaw, SignalsCandidate } from "../../src/domain/Topics.ts"
 import type { RiskLimits } from "../../src/risk/RiskGate.ts"
 import * as SimExchangeServer from "../../src/sim/SimExchangeServer.ts"
 import { readTicks } from "../../src/storage/ParquetSource.ts"
-import { makeReplayer, replay } from "../../src/storage/Replay.ts"
-import { makeReportRecorder } from "../../src/storage/Report.ts"
+import { makeReplayer, replay } from "../../src/backtest/Replay.ts"
+import { makeReportRecorder } from "../../src/backtest/Report.ts"
 import { defaultStoreOptions, runStore, STORE_GROUP } from "../../src/storage/StoreService.ts"
 import * as TickStore from "../../src/storage/TickStore.ts"
 import { allStages, servicesFor } from "../support/pipeline.ts"
-import { columnsOf, mkTick, tempDir } from "./support.ts"
+import { columnsOf, mkTick, tempDir } from "../storage/support.ts"
 
 const T = Date.UTC(2024, 2, 1, 12) // ticks one second apart from 12:00:01 UTC
 
