@@ -9,6 +9,7 @@
  * - an ephemeral subscription never commits and starts at the earliest offset: it is how stages rebuild state.
  */
 import { Context, Effect, Pull, Schema, Stream } from "effect"
+import type { Exit } from "effect"
 import type { Scope } from "effect"
 import { BusError } from "../domain/Errors.ts"
 import type { Topic } from "../domain/Topics.ts"
@@ -56,13 +57,23 @@ export interface BusShape {
 
 export class Bus extends Context.Service<Bus, BusShape>()("autotrader/bus/Bus") {}
 
-/** JSON codec of a topic, built once per topic. */
-export const topicCodec = <A>(topic: Topic<A>) => {
-  const json = Schema.fromJsonString(topic.schema)
-  return {
-    encode: Schema.encodeSync(json) as (a: A) => string,
-    decode: Schema.decodeUnknownExit(json)
+export interface TopicCodec<A> {
+  readonly encode: (a: A) => string
+  readonly decode: (raw: unknown) => Exit.Exit<A, Schema.SchemaError>
+}
+
+/** Codecs by schema: building one compiles the schema's parser, too costly for every publish (a namespaced bus copies the topic, never its schema). */
+const codecs = new WeakMap<object, TopicCodec<any>>()
+
+/** JSON codec of a topic, built once per schema and cached. */
+export const topicCodec = <A>(topic: Topic<A>): TopicCodec<A> => {
+  let codec = codecs.get(topic.schema)
+  if (codec === undefined) {
+    const json = Schema.fromJsonString(topic.schema)
+    codec = { encode: Schema.encodeSync(json) as (a: A) => string, decode: Schema.decodeUnknownExit(json) }
+    codecs.set(topic.schema, codec)
   }
+  return codec
 }
 
 /**

@@ -3,7 +3,7 @@
  * exponential, jittered backoff capped at 30 s (reset once data flows again). A frame that does not decode is
  * logged with the raw frame, counted and dead-lettered; the stream goes on.
  */
-import { Clock, Effect, Metric, Schedule, Stream } from "effect"
+import { Array as Arr, Clock, Effect, Metric, Schedule, Stream } from "effect"
 import { Bus } from "../bus/Bus.ts"
 import type { Tick } from "../domain/Messages.ts"
 import { DeadLetters, MarketRaw } from "../domain/Topics.ts"
@@ -42,23 +42,23 @@ export const tickStream = (symbols: ReadonlyArray<string>): Stream.Stream<Tick, 
         Stream.tapError((e: MarketStreamError) => Effect.logWarning("market data disconnected", { url: e.url, reason: e.reason })),
         Stream.retry(reconnectSchedule),
         Stream.catchCause((cause) => Stream.die(cause)), // the schedule never ends: unreachable
-        Stream.mapEffect((frame): Effect.Effect<Tick | undefined> => {
-          switch (frame._tag) {
-            case "Tick":
-              return Effect.succeed(frame.tick)
-            case "Ignored":
-              return Effect.succeed(undefined)
-            case "Invalid":
-              return Effect.gen(function*() {
-                yield* Metric.update(framesInvalid, 1)
-                yield* Effect.logWarning("invalid market frame", { error: frame.error, raw: frame.raw })
-                const ts = yield* Clock.currentTimeMillis
-                yield* bus.publish(DeadLetters, "exchange.ws", { topic: "exchange.ws", key: "", raw: frame.raw, error: frame.error, ts }).pipe(
-                  Effect.catch((e) => Effect.logError("dead-letter publish failed", { error: e.message }))
-                )
-                return undefined
-              })
-          }
+        // Whole chunks (every frame that arrived since the last pull), so a busy market is published in batches
+        // rather than one bus round trip per tick.
+        // Chunk by chunk (every frame that arrived since the last pull; Stream.filter keeps chunks whole), so a
+        // busy market is published in batches instead of one bus round trip per tick.
+        Stream.mapArrayEffect((frames) => {
+          const out = Arr.map(frames, (frame) => (frame._tag === "Tick" ? frame.tick : undefined))
+          const invalid = frames.filter((frame) => frame._tag === "Invalid")
+          if (invalid.length === 0) return Effect.succeed(out)
+          return Effect.forEach(invalid, (frame) =>
+            Effect.gen(function*() {
+              yield* Metric.update(framesInvalid, 1)
+              yield* Effect.logWarning("invalid market frame", { error: frame.error, raw: frame.raw })
+              const ts = yield* Clock.currentTimeMillis
+              yield* bus.publish(DeadLetters, "exchange.ws", { topic: "exchange.ws", key: "", raw: frame.raw, error: frame.error, ts }).pipe(
+                Effect.catch((e) => Effect.logError("dead-letter publish failed", { error: e.message }))
+              )
+            }), { discard: true }).pipe(Effect.as(out))
         }),
         Stream.filter((t): t is Tick => t !== undefined)
       )
