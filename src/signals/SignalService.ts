@@ -1,9 +1,23 @@
 /** Runs the signal worker over the bus: `market.raw` → `signals.candidate`, committing after publishing. */
-import { Clock, Effect, Metric, Stream } from "effect"
+import { Clock, Config, Effect, Metric, Stream } from "effect"
 import { Bus, commitBatch } from "../bus/Bus.ts"
 import type { Candidate } from "../domain/Messages.ts"
 import { MarketRaw, SignalsCandidate } from "../domain/Topics.ts"
-import { initialSignalState, stepSignal } from "./SignalWorker.ts"
+import { ConfigError } from "../domain/Errors.ts"
+import { DEFAULT_WINDOWS, initialSignalState, type SignalWindows, stepSignal, windowsProblem } from "./SignalWorker.ts"
+
+/** The MA windows from `SIGNAL_FAST` / `SIGNAL_SLOW` (default 10 / 30 trades); the same for live and replay. */
+export const signalWindowsConfig = Config.all({
+  fast: Config.Int("SIGNAL_FAST").pipe(Config.withDefault(DEFAULT_WINDOWS.fast)),
+  slow: Config.Int("SIGNAL_SLOW").pipe(Config.withDefault(DEFAULT_WINDOWS.slow))
+}).pipe(
+  Effect.flatMap((w: SignalWindows) => {
+    const problem = windowsProblem(w)
+    return problem === undefined
+      ? Effect.succeed(w)
+      : Effect.fail(new ConfigError({ message: `SIGNAL_FAST / SIGNAL_SLOW: ${problem}` }))
+  })
+)
 
 export const candidatesTotal = Metric.counter("signals_candidates_total", { description: "Candidates emitted" })
 export const tickToCandidateMs = Metric.histogram("signals_tick_to_candidate_ms", {
@@ -15,7 +29,8 @@ export const SIGNALS_GROUP = "signals"
 
 export const runSignals = Effect.gen(function*() {
   const bus = yield* Bus
-  const state = initialSignalState()
+  const windows = yield* signalWindowsConfig
+  const state = initialSignalState(windows)
   yield* bus.subscribe(MarketRaw, { group: SIGNALS_GROUP }).pipe(
     Stream.runForEachArray((deliveries) =>
       Effect.gen(function*() {

@@ -1,58 +1,82 @@
 /**
- * Signal worker: per symbol, MA(10) and MA(30) of the last 10 and 30 trade prices and Δprice.
- * A candidate is emitted at the tick where the sign of MA10 − MA30 differs from its last non-zero sign
+ * Signal worker: per symbol, a fast and a slow moving average of the last `fast` and `slow` trade prices (MA10 and
+ * MA30 by default: `SIGNAL_FAST`, `SIGNAL_SLOW`) and Δprice.
+ * A candidate is emitted at the tick where the sign of fast − slow differs from its last non-zero sign
  * (the first non-zero sign only sets the baseline: a crossover needs something to cross from).
  * Nothing before both averages exist; nothing while the difference is zero. O(1) work per tick.
  */
 import { Effect, Stream } from "effect"
 import { type Candidate, candidateId, originOf, type Tick } from "../domain/Messages.ts"
 
-const SHORT_WINDOW = 10
-const LONG_WINDOW = 30
+/** The two moving-average windows, in trades: a parameter of the state, so live and replay (and every grid variant) share the code. */
+export interface SignalWindows {
+  readonly fast: number
+  readonly slow: number
+}
+
+export const DEFAULT_WINDOWS: SignalWindows = { fast: 10, slow: 30 }
+
+/** Why `windows` cannot drive the rule, or undefined when they can (integers, 1 ≤ fast < slow ≤ 100000). */
+export const windowsProblem = (w: SignalWindows): string | undefined =>
+  !Number.isInteger(w.fast) || !Number.isInteger(w.slow) || w.fast < 1 || w.slow > 100_000 || w.fast >= w.slow
+    ? `fast ${w.fast} / slow ${w.slow}: windows must be whole numbers of trades with 1 ≤ fast < slow ≤ 100000`
+    : undefined
 /** Running sums are recomputed exactly this often so floating-point drift never accumulates. */
 const RESUM_EVERY = 1024
 
 interface SymbolState {
-  readonly prices: Float64Array // ring buffer of the last LONG_WINDOW prices
+  readonly prices: Float64Array // ring buffer of the last `slow` prices
   count: number
   head: number
-  sum10: number
-  sum30: number
+  sumFast: number
+  sumSlow: number
   prev: number
   lastSign: -1 | 0 | 1
   lastTradeId: number
   sinceResum: number
 }
 
-export type SignalState = Map<string, SymbolState>
+/** Per-symbol state, keyed by symbol, with the windows it runs. */
+export class SignalState extends Map<string, SymbolState> {
+  readonly fast: number
+  readonly slow: number
+  constructor(windows: SignalWindows) {
+    super()
+    this.fast = windows.fast
+    this.slow = windows.slow
+  }
+}
 
-export const initialSignalState = (): SignalState => new Map()
+export const initialSignalState = (windows: SignalWindows = DEFAULT_WINDOWS): SignalState => new SignalState(windows)
 
-const newSymbolState = (): SymbolState => ({
-  prices: new Float64Array(LONG_WINDOW),
+const newSymbolState = (slow: number): SymbolState => ({
+  prices: new Float64Array(slow),
   count: 0,
   head: 0,
-  sum10: 0,
-  sum30: 0,
+  sumFast: 0,
+  sumSlow: 0,
   prev: Number.NaN,
   lastSign: 0,
   lastTradeId: -1,
   sinceResum: 0
 })
 
-const at = (s: SymbolState, back: number): number => s.prices[(s.head - 1 - back + 2 * LONG_WINDOW) % LONG_WINDOW]
+const at = (s: SymbolState, back: number): number => {
+  const n = s.prices.length
+  return s.prices[(s.head - 1 - back + 2 * n) % n]
+}
 
-const resum = (s: SymbolState): void => {
-  let s10 = 0
-  let s30 = 0
-  const n = Math.min(s.count, LONG_WINDOW)
+const resum = (s: SymbolState, fast: number): void => {
+  let sFast = 0
+  let sSlow = 0
+  const n = Math.min(s.count, s.prices.length)
   for (let i = 0; i < n; i++) {
     const p = at(s, i)
-    if (i < SHORT_WINDOW) s10 += p
-    s30 += p
+    if (i < fast) sFast += p
+    sSlow += p
   }
-  s.sum10 = s10
-  s.sum30 = s30
+  s.sumFast = sFast
+  s.sumSlow = sSlow
   s.sinceResum = 0
 }
 
@@ -63,15 +87,16 @@ export interface Features {
 }
 
 /**
- * The moving averages the state holds for `symbol` right now (NaN until 10, resp. 30, prices were seen);
- * undefined for a symbol never seen. Pure: reads the state, never writes it.
+ * The moving averages the state holds for `symbol` right now: `ma10` is the fast one, `ma30` the slow one (the
+ * names of the default windows; NaN until `fast`, resp. `slow`, prices were seen); undefined for a symbol never
+ * seen. Pure: reads the state, never writes it.
  */
 export const featuresOf = (state: SignalState, symbol: string): { readonly ma10: number; readonly ma30: number } | undefined => {
   const s = state.get(symbol)
   if (s === undefined) return undefined
   return {
-    ma10: s.count >= SHORT_WINDOW ? s.sum10 / SHORT_WINDOW : Number.NaN,
-    ma30: s.count >= LONG_WINDOW ? s.sum30 / LONG_WINDOW : Number.NaN
+    ma10: s.count >= state.fast ? s.sumFast / state.fast : Number.NaN,
+    ma30: s.count >= state.slow ? s.sumSlow / state.slow : Number.NaN
   }
 }
 
@@ -82,26 +107,28 @@ export const featuresOf = (state: SignalState, symbol: string): { readonly ma10:
 export const stepSignal = (state: SignalState, tick: Tick): Candidate | undefined => {
   let s = state.get(tick.symbol)
   if (s === undefined) {
-    s = newSymbolState()
+    s = newSymbolState(state.slow)
     state.set(tick.symbol, s)
   }
+  const fast = state.fast
+  const slow = state.slow
   if (tick.tradeId <= s.lastTradeId) return undefined
   s.lastTradeId = tick.tradeId
   const price = tick.price
   const delta = Number.isNaN(s.prev) ? 0 : price - s.prev
   s.prev = price
   // slide the windows: drop what falls out, add the new price
-  if (s.count >= SHORT_WINDOW) s.sum10 -= at(s, SHORT_WINDOW - 1)
-  if (s.count >= LONG_WINDOW) s.sum30 -= at(s, LONG_WINDOW - 1)
+  if (s.count >= fast) s.sumFast -= at(s, fast - 1)
+  if (s.count >= slow) s.sumSlow -= at(s, slow - 1)
   s.prices[s.head] = price
-  s.head = (s.head + 1) % LONG_WINDOW
+  s.head = (s.head + 1) % slow
   s.count++
-  s.sum10 += price
-  s.sum30 += price
-  if (++s.sinceResum >= RESUM_EVERY) resum(s)
-  if (s.count < LONG_WINDOW) return undefined
-  const ma10 = s.sum10 / SHORT_WINDOW
-  const ma30 = s.sum30 / LONG_WINDOW
+  s.sumFast += price
+  s.sumSlow += price
+  if (++s.sinceResum >= RESUM_EVERY) resum(s, fast)
+  if (s.count < slow) return undefined
+  const ma10 = s.sumFast / fast
+  const ma30 = s.sumSlow / slow
   const diff = ma10 - ma30
   // differences within rounding noise of the running sums count as equality
   const sign: -1 | 0 | 1 = Math.abs(diff) <= Math.abs(ma30) * 1e-12 ? 0 : diff > 0 ? 1 : -1
@@ -125,9 +152,12 @@ export const stepSignal = (state: SignalState, tick: Tick): Candidate | undefine
 }
 
 /** The stage: ticks in, candidates out. State lives in the stream. */
-export const candidates = <E, R>(ticks: Stream.Stream<Tick, E, R>): Stream.Stream<Candidate, E, R> =>
+export const candidates = <E, R>(
+  ticks: Stream.Stream<Tick, E, R>,
+  windows: SignalWindows = DEFAULT_WINDOWS
+): Stream.Stream<Candidate, E, R> =>
   ticks.pipe(
-    Stream.mapAccum(initialSignalState, (state, tick) => {
+    Stream.mapAccum(() => initialSignalState(windows), (state, tick) => {
       const c = stepSignal(state, tick)
       return [state, c === undefined ? [] : [c]] as const
     }),

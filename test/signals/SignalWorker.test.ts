@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Stream } from "effect"
 import type { Candidate } from "../../src/domain/Messages.ts"
-import { candidates, initialSignalState, stepSignal } from "../../src/signals/SignalWorker.ts"
+import { candidates, initialSignalState, stepSignal, windowsProblem } from "../../src/signals/SignalWorker.ts"
 import { tick, ticks } from "../support/fixtures.ts"
 
 const run = (prices: ReadonlyArray<number>, symbol = "BTCUSDT"): Array<Candidate> => {
@@ -90,6 +90,24 @@ describe("signal worker", () => {
     const window = (n: number) => prices.slice(at - n, at).reduce((a, b) => a + b, 0) / n
     assert.closeTo(last!.ma10, window(10), 1e-9)
     assert.closeTo(last!.ma30, window(30), 1e-9)
+  })
+
+  it("other windows are parameters of the state (fast 2 / slow 4, computed by hand); the default is 10 / 30", () => {
+    // ticks 1–4 at 10: fast = slow = 10 (equal); #5 12: fast 11 > slow 10.5 (baseline); #6 8: 10 = 10;
+    // #7 8: fast 8 < slow 9.5 → SHORT; #8 14: fast 11 > slow 10.5 → LONG
+    const state = initialSignalState({ fast: 2, slow: 4 })
+    const got: Array<Candidate> = []
+    for (const t of ticks("BTCUSDT", [10, 10, 10, 10, 12, 8, 8, 14])) {
+      const c = stepSignal(state, t)
+      if (c !== undefined) got.push(c)
+    }
+    assert.deepStrictEqual(got.map((c) => [c.id, c.ma10, c.ma30]), [["BTCUSDT-7-S", 8, 9.5], ["BTCUSDT-8-L", 11, 10.5]])
+    const byDefault = initialSignalState()
+    assert.deepStrictEqual([byDefault.fast, byDefault.slow], [10, 30])
+    assert.isUndefined(windowsProblem({ fast: 10, slow: 30 }))
+    assert.isDefined(windowsProblem({ fast: 30, slow: 10 }))
+    assert.isDefined(windowsProblem({ fast: 0, slow: 10 }))
+    assert.isDefined(windowsProblem({ fast: 2.5, slow: 10 }))
   })
 
   it.effect("the stream stage yields the same candidates as the step function", () =>
