@@ -47,7 +47,9 @@ export const Candidate = Schema.Struct({
   delta: Schema.Finite,
   tickTradeId: Schema.Int,
   ts: EpochMillis,
-  origin: Origin
+  origin: Origin,
+  /** When the signal worker published it (Clock, epoch ms): the risk gate's candidate → decision latency. */
+  emittedAt: Schema.optional(EpochMillis)
 })
 export type Candidate = typeof Candidate.Type
 

@@ -15,6 +15,7 @@ import type { Alert, Approved, OrderEvent, Origin } from "../domain/Messages.ts"
 import { Alerts, ControlTopic, OrdersEvents } from "../domain/Topics.ts"
 import { Exchange, type ExchangeOrder, type OrderRequest, type SymbolRules } from "../exchange/Exchange.ts"
 import type { ExchangeError } from "../exchange/ExchangeErrors.ts"
+import { decisionToAckSeconds, secondsBetween, tickToOrderSeconds } from "../observability/Metrics.ts"
 import { classifyApiError } from "./ErrorPolicy.ts"
 import { clientOrderIdFor, prepareMarketOrder, roundDownToStep } from "./OrderPrep.ts"
 
@@ -75,10 +76,6 @@ export const ordersSent = Metric.counter("orders_sent_total", { description: "Or
 export const ordersFilled = Metric.counter("orders_filled_total", { description: "Orders filled" })
 export const ordersRejected = Metric.counter("orders_rejected_total", { description: "Orders rejected (exchange or local)" })
 export const orderErrors = Metric.counter("orders_errors_total", { description: "Exchange errors seen by the order manager" })
-export const tickToFillMs = Metric.histogram("orders_tick_to_fill_ms", {
-  description: "Tick receive → fill known at the order manager (ms): the whole pipeline plus the exchange round trip",
-  boundaries: Metric.exponentialBoundaries({ start: 0.5, factor: 2, count: 14 })
-})
 export const duplicatesSuppressed = Metric.counter("orders_duplicates_suppressed_total", {
   description: "Approved signals redelivered and not sent again"
 })
@@ -105,6 +102,7 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
     const records = new Map<string, OrderRecord>()
     const rules = new Map<string, SymbolRules>()
     const halted = new Map<string, string>() // symbol or "*" → reason
+    const decidedAt = new Map<string, number>() // signal id → approval time, until the exchange answers (metrics)
     const notBefore = yield* Ref.make(0) // no request before this time (rate limit / ban)
 
     const observe = (e: OrderEvent): void => {
@@ -133,13 +131,20 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
         observe(event)
         yield* bus.publish(OrdersEvents, event.symbol, event)
         const base = { signalId: event.signalId, clientOrderId: event.clientOrderId, symbol: event.symbol, side: event.side, qty: event.qty }
+        const labels = { symbol: event.symbol, side: event.side }
+        const decided = decidedAt.get(event.signalId)
+        if (event._tag === "OrderFilled" || event._tag === "OrderAccepted") {
+          // the exchange took the order: latency of the whole path and of the order leg
+          yield* Metric.update(tickToOrderSeconds.pipe(Metric.withAttributes(labels)), secondsBetween(event.origin.receivedAt, event.ts))
+          if (decided !== undefined) yield* Metric.update(decisionToAckSeconds.pipe(Metric.withAttributes(labels)), secondsBetween(decided, event.ts))
+        }
+        if (FINAL.has(statusOf(event)) || event._tag === "OrderAccepted") decidedAt.delete(event.signalId)
         switch (event._tag) {
           case "OrderFilled":
-            yield* Metric.update(ordersFilled, 1)
-            yield* Metric.update(tickToFillMs, event.ts - event.origin.receivedAt)
+            yield* Metric.update(ordersFilled.pipe(Metric.withAttributes(labels)), 1)
             return yield* Effect.logInfo("order filled", { ...base, avgPrice: event.avgPrice, executedQty: event.executedQty, commission: event.commission, orderId: event.orderId })
           case "OrderRejected":
-            yield* Metric.update(ordersRejected, 1)
+            yield* Metric.update(ordersRejected.pipe(Metric.withAttributes(labels)), 1)
             return yield* Effect.logWarning("order rejected", { ...base, code: event.code, reason: event.reason })
           case "OrderFailed":
             return yield* Effect.logError("order failed", { ...base, code: event.code, reason: event.reason })
@@ -235,7 +240,7 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
       Effect.gen(function*() {
         yield* waitForPermit
         r.sentAt = yield* now
-        yield* Metric.update(ordersSent, 1)
+        yield* Metric.update(ordersSent.pipe(Metric.withAttributes({ symbol: r.symbol, side: r.side })), 1)
         const result = yield* exchange.placeOrder(requestFor(r)).pipe(Effect.result)
         if (result._tag === "Success") return yield* settle(r, result.success)
         return yield* onError(r, result.failure, attempt, resynced, "send")
@@ -249,7 +254,7 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
       phase: "send" | "lookup"
     ): Effect.Effect<void, BusError> =>
       Effect.gen(function*() {
-        yield* Metric.update(orderErrors.pipe(Metric.withAttributes({ kind: error._tag })), 1)
+        yield* Metric.update(orderErrors.pipe(Metric.withAttributes({ symbol: r.symbol, kind: error._tag })), 1)
         const ts = yield* now
         switch (error._tag) {
           case "ExchangeRateLimited": {
@@ -376,6 +381,7 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
           status: "submitted",
           sentAt: ts
         }
+        decidedAt.set(approved.id, approved.ts)
         const haltReason = halted.get(symbol) ?? halted.get("*")
         if (haltReason !== undefined) {
           return yield* emit({ _tag: "OrderFailed", ...eventBase(r, ts), code: 0, reason: `trading halted: ${haltReason}` })

@@ -16,6 +16,7 @@ import {
   initialRiskState,
   type RiskLimits
 } from "./RiskGate.ts"
+import { candidateToDecisionSeconds, secondsBetween } from "../observability/Metrics.ts"
 
 export const riskLimitsConfig = Config.all({
   orderQty: Config.Number("ORDER_QTY").pipe(Config.withDefault(0.001)),
@@ -79,13 +80,19 @@ export const runRisk = (limits: RiskLimits) =>
                 const candidate = input.delivery.value
                 const now = yield* Clock.currentTimeMillis
                 const decision = decide(state, limits, candidate, now)
+                if (candidate.emittedAt !== undefined) {
+                  yield* Metric.update(
+                    candidateToDecisionSeconds.pipe(Metric.withAttributes({ symbol: candidate.symbol })),
+                    secondsBetween(candidate.emittedAt, now)
+                  )
+                }
                 if (decision._tag === "Approved") {
                   yield* bus.publish(SignalsApproved, candidate.symbol, decision)
-                  yield* Metric.update(approvedTotal, 1)
+                  yield* Metric.update(approvedTotal.pipe(Metric.withAttributes({ symbol: candidate.symbol, side: decision.orderSide })), 1)
                   yield* Effect.logInfo("approved", { id: decision.id, symbol: candidate.symbol, action: decision.action, qty: decision.qty })
                 } else {
                   yield* bus.publish(SignalsRejected, candidate.symbol, decision)
-                  yield* Metric.update(rejectedTotal.pipe(Metric.withAttributes({ reason: decision.reason })), 1)
+                  yield* Metric.update(rejectedTotal.pipe(Metric.withAttributes({ symbol: candidate.symbol, reason: decision.reason })), 1)
                   yield* Effect.logInfo("rejected", { id: decision.id, symbol: candidate.symbol, reason: decision.reason, detail: decision.detail })
                 }
                 return yield* input.delivery.commit

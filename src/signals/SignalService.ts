@@ -3,6 +3,7 @@ import { Clock, Config, Effect, Metric, Stream } from "effect"
 import { Bus, commitBatch } from "../bus/Bus.ts"
 import type { Candidate } from "../domain/Messages.ts"
 import { MarketRaw, SignalsCandidate } from "../domain/Topics.ts"
+import { secondsBetween, tickToCandidateSeconds } from "../observability/Metrics.ts"
 import { ConfigError } from "../domain/Errors.ts"
 import { DEFAULT_WINDOWS, initialSignalState, type SignalWindows, stepSignal, windowsProblem } from "./SignalWorker.ts"
 
@@ -20,10 +21,6 @@ export const signalWindowsConfig = Config.all({
 )
 
 export const candidatesTotal = Metric.counter("signals_candidates_total", { description: "Candidates emitted" })
-export const tickToCandidateMs = Metric.histogram("signals_tick_to_candidate_ms", {
-  description: "Tick receive → candidate published (ms)",
-  boundaries: Metric.exponentialBoundaries({ start: 0.25, factor: 2, count: 14 })
-})
 
 export const SIGNALS_GROUP = "signals"
 
@@ -40,11 +37,13 @@ export const runSignals = Effect.gen(function*() {
           if (c !== undefined) out.push(c)
         }
         if (out.length > 0) {
-          yield* bus.publishAll(SignalsCandidate, out.map((c) => ({ key: c.symbol, value: c })))
+          // stamped here, not in the pure rule: the risk gate measures candidate → decision from it
           const now = yield* Clock.currentTimeMillis
-          for (const c of out) {
+          const stamped = out.map((c) => ({ ...c, emittedAt: now }))
+          yield* bus.publishAll(SignalsCandidate, stamped.map((c) => ({ key: c.symbol, value: c })))
+          for (const c of stamped) {
             yield* Effect.logInfo("candidate", { id: c.id, symbol: c.symbol, side: c.side, price: c.price, ma10: c.ma10, ma30: c.ma30, delta: c.delta })
-            yield* Metric.update(tickToCandidateMs, now - c.origin.receivedAt)
+            yield* Metric.update(tickToCandidateSeconds.pipe(Metric.withAttributes({ symbol: c.symbol })), secondsBetween(c.origin.receivedAt, now))
           }
           yield* Metric.update(candidatesTotal, out.length)
         }

@@ -13,6 +13,7 @@ import { Bus, type Delivery } from "../bus/Bus.ts"
 import type { BusError } from "../domain/Errors.ts"
 import type { Tick } from "../domain/Messages.ts"
 import { MarketRaw } from "../domain/Topics.ts"
+import { LATENCY_BUCKETS_SECONDS } from "../observability/Metrics.ts"
 import { runRetention } from "./Retention.ts"
 import * as TickStoreLive from "./TickStore.ts"
 import { type PartitionKey, partitionOf, type StoreError, type TickColumns, TickStore } from "./TickStore.ts"
@@ -61,9 +62,9 @@ export const storeOptionsConfig = Config.all({
 
 export const rowsWritten = Metric.counter("store_rows_written_total", { description: "Ticks written to Parquet" })
 export const filesWritten = Metric.counter("store_files_written_total", { description: "Parquet files written (renamed into place)" })
-export const flushDurationMs = Metric.histogram("store_flush_duration_ms", {
-  description: "Time to write one buffer as a Parquet file (ms)",
-  boundaries: Metric.exponentialBoundaries({ start: 1, factor: 2, count: 14 })
+export const flushDurationSeconds = Metric.histogram("store_flush_duration_seconds", {
+  description: "Time to write one buffer as a Parquet file",
+  boundaries: LATENCY_BUCKETS_SECONDS
 })
 
 /**
@@ -226,7 +227,7 @@ export const makeStoreSink = (options: Pick<StoreOptions, "flushRows" | "flushIn
         stats.bytes += file.bytes
         yield* Metric.update(rowsWritten, file.rows)
         yield* Metric.update(filesWritten, 1)
-        yield* Metric.update(flushDurationMs, ended - started)
+        yield* Metric.update(flushDurationSeconds, (ended - started) / 1000)
         yield* Effect.logDebug("parquet file written", { path: file.path, rows: file.rows, bytes: file.bytes, reason, ms: ended - started })
       })
 
