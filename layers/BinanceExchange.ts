@@ -3,8 +3,9 @@
  * (HMAC-SHA256, `X-MBX-APIKEY`, `timestamp`, `recvWindow`, `signature`). Base URLs as Binance documents them
  * (`wss://stream.binance.com:9443`, `https://api.binance.com`); the paths are appended here.
  */
-import { Cause, Clock, Config, Duration, Effect, Exit, Layer, Metric, Queue, Redacted, Ref, Schema, Stream } from "effect"
+import { Cause, Clock, Config, Duration, Effect, Exit, Layer, Metric, Option, Queue, Redacted, Ref, Schema, Stream } from "effect"
 import WebSocket from "ws"
+import { Bus, decodeReason, publishDeadLetter } from "../src/bus/Bus.ts"
 import type { Fill } from "../src/domain/Messages.ts"
 import {
   ApiErrorBody,
@@ -12,12 +13,21 @@ import {
   decodeTradeFrame,
   ExchangeInfoWire,
   type FrameResult,
+  historicalTicks,
+  HistoricalTradesWire,
   MyTradesWire,
   OrderWire,
   ServerTimeWire
 } from "../src/exchange/BinanceCodec.ts"
 import { encodeParams, signedQuery } from "../src/exchange/BinanceSigning.ts"
-import { Exchange, type ExchangeOrder, type RateUsage, type SymbolRules } from "../src/exchange/Exchange.ts"
+import {
+  Exchange,
+  type ExchangeOrder,
+  HISTORICAL_TRADES_MAX,
+  type RateUsage,
+  type SymbolRules,
+  type TradesOptions
+} from "../src/exchange/Exchange.ts"
 import {
   ExchangeApiError,
   ExchangeDecodeError,
@@ -37,7 +47,12 @@ export interface BinanceExchangeOptions {
   readonly httpTimeout: Duration.Duration
   /** No frame and no ping for this long → the socket is considered dead and the stream fails (→ reconnect). */
   readonly idleTimeout: Duration.Duration
+  /** After our close frame, how long to wait for the exchange's (default 5 s). */
+  readonly closeTimeout?: Duration.Duration
 }
+
+/** A frame larger than this closes the socket (1009); smaller oversized frames are dead-lettered by the codec. */
+const MAX_WS_PAYLOAD = 4 * 1024 * 1024
 
 /** Exchange config from env. URLs default to `defaults` (the embedded simulator when `autotrader run` starts one). */
 export const exchangeConfig = (defaults: { readonly wsBaseUrl?: string; readonly restBaseUrl?: string } = {}) =>
@@ -112,6 +127,12 @@ export const toRules = (s: (typeof ExchangeInfoWire.Type)["symbols"][number]): S
 export const make = (options: BinanceExchangeOptions) =>
   Effect.gen(function*() {
     const restBase = options.restBaseUrl.replace(/\/+$/, "")
+    // REST answers that do not decode go to the dead-letter topic when a bus is there (tools and tests run without one).
+    const bus = yield* Effect.serviceOption(Bus)
+    const deadLetterRest = (operation: string, raw: string, error: string) =>
+      Option.isSome(bus)
+        ? publishDeadLetter(bus.value, { stage: "exchange.rest", reason: decodeReason(raw), topic: `exchange.rest:${operation}`, key: operation, raw, error })
+        : Effect.void
     const offset = yield* Ref.make(0)
     const usage = yield* Ref.make<RateUsage>({})
 
@@ -192,7 +213,9 @@ export const make = (options: BinanceExchangeOptions) =>
         }
         const decoded = Exit.isSuccess(json) ? Schema.decodeUnknownExit(schema)(json.value) : json
         if (Exit.isFailure(decoded)) {
-          return yield* new ExchangeDecodeError({ operation, raw: text.slice(0, 2000), message: Cause.pretty(decoded.cause) })
+          const message = Cause.pretty(decoded.cause)
+          yield* deadLetterRest(operation, text, message)
+          return yield* new ExchangeDecodeError({ operation, raw: text.slice(0, 2000), message })
         }
         return decoded.value as S["Type"]
       })
@@ -206,17 +229,21 @@ export const make = (options: BinanceExchangeOptions) =>
       return skew
     }).pipe(Effect.withSpan("Exchange.syncTime"))
 
-    const trades = (symbols: ReadonlyArray<string>): Stream.Stream<FrameResult, MarketStreamError> => {
+    const closeTimeout = options.closeTimeout ?? Duration.seconds(5)
+
+    const trades = (symbols: ReadonlyArray<string>, tradesOptions: TradesOptions = {}): Stream.Stream<FrameResult, MarketStreamError> => {
       const url = combinedStreamUrl(options.wsBaseUrl, symbols)
       return Stream.callback<FrameResult, MarketStreamError>((queue) =>
         Effect.gen(function*() {
           const clock = yield* Clock.Clock
           let lastActivity = clock.currentTimeMillisUnsafe()
+          let closing = false
           const failWith = (reason: string) => Queue.failCauseUnsafe(queue, Cause.fail(new MarketStreamError({ url, reason })))
           const ws = yield* Effect.acquireRelease(
-            Effect.sync(() => new WebSocket(url, { handshakeTimeout: 10_000 })),
+            Effect.sync(() => new WebSocket(url, { handshakeTimeout: 10_000, maxPayload: MAX_WS_PAYLOAD })),
             (ws) => Effect.sync(() => ws.terminate())
           )
+          // Frames keep arriving after our close frame until the exchange's close: they are emitted too.
           ws.on("message", (data) => {
             const now = clock.currentTimeMillisUnsafe()
             lastActivity = now
@@ -226,15 +253,31 @@ export const make = (options: BinanceExchangeOptions) =>
           ws.on("ping", () => {
             lastActivity = clock.currentTimeMillisUnsafe()
           })
-          ws.on("close", (code, reason) => failWith(`closed (${code}${reason.length > 0 ? ` ${reason.toString()}` : ""})`))
-          ws.on("error", (e) => failWith(e.message))
+          ws.on("close", (code, reason) => {
+            if (closing) Queue.endUnsafe(queue)
+            else failWith(`closed (${code}${reason.length > 0 ? ` ${reason.toString()}` : ""})`)
+          })
+          ws.on("error", (e) => (closing ? Queue.endUnsafe(queue) : failWith(e.message)))
           ws.on("unexpected-response", (_req, res) => failWith(`handshake refused: HTTP ${res.statusCode}`))
+          if (tradesOptions.close !== undefined) {
+            yield* tradesOptions.close.pipe(
+              Effect.andThen(Effect.sync(() => {
+                closing = true
+                if (ws.readyState === WebSocket.OPEN) ws.close(1000, "client closing")
+                else Queue.endUnsafe(queue)
+              })),
+              // bounded: an exchange that never answers our close does not hold the shutdown
+              Effect.andThen(Effect.sleep(closeTimeout)),
+              Effect.andThen(Effect.sync(() => Queue.endUnsafe(queue))),
+              Effect.forkScoped
+            )
+          }
           const idleMs = Duration.toMillis(options.idleTimeout)
           yield* Effect.gen(function*() {
             while (true) {
               yield* Effect.sleep(Duration.millis(Math.max(1, Math.min(idleMs, 1000))))
               const now = yield* Clock.currentTimeMillis
-              if (now - lastActivity >= idleMs) {
+              if (!closing && now - lastActivity >= idleMs) {
                 failWith(`silent for ${Duration.format(options.idleTimeout)}`)
                 return
               }
@@ -244,8 +287,28 @@ export const make = (options: BinanceExchangeOptions) =>
       )
     }
 
+    const historicalTrades = (symbol: string, fromId: number, limit: number) =>
+      Effect.gen(function*() {
+        const operation = "historicalTrades"
+        const rows = yield* request(
+          operation,
+          "GET",
+          "/api/v3/historicalTrades",
+          { symbol, fromId, limit: Math.max(1, Math.min(HISTORICAL_TRADES_MAX, Math.floor(limit))) },
+          false,
+          HistoricalTradesWire
+        )
+        const now = yield* Clock.currentTimeMillis
+        const page = historicalTicks(symbol, rows, now)
+        if (page._tag === "Ticks") return page.ticks
+        const raw = JSON.stringify(rows)
+        yield* deadLetterRest(operation, raw, page.error)
+        return yield* new ExchangeDecodeError({ operation, raw: raw.slice(0, 2000), message: page.error })
+      }).pipe(Effect.withSpan("Exchange.historicalTrades", { attributes: { symbol, fromId } }))
+
     return Exchange.of({
       trades,
+      historicalTrades,
       placeOrder: (req) =>
         request(
           "placeOrder",

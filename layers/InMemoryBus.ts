@@ -6,10 +6,9 @@
  * group has committed it; while some group still needs it, `publish` waits (back-pressure), so nothing is lost.
  * Messages are encoded with the topic's Schema exactly as over Kafka, so a schema mismatch shows up here too.
  */
-import { Clock, Config, Deferred, Effect, Exit, Layer, Metric, Stream } from "effect"
-import { Bus, type BusShape, type Delivery, type SubscribeOptions, topicCodec } from "../src/bus/Bus.ts"
+import { Config, Deferred, Effect, Exit, Layer, Stream } from "effect"
+import { Bus, type BusShape, decodeReason, type Delivery, recordDeadLetter, type SubscribeOptions, topicCodec } from "../src/bus/Bus.ts"
 import { BusError } from "../src/domain/Errors.ts"
-import type { DeadLetter } from "../src/domain/Messages.ts"
 import { DeadLetters, type Topic } from "../src/domain/Topics.ts"
 
 interface Entry {
@@ -81,10 +80,6 @@ class TopicLog {
     return Deferred.await(this.freed)
   }
 }
-
-const decodeFailures = Metric.counter("bus_decode_failures_total", {
-  description: "Messages that failed to decode and were dead-lettered"
-})
 
 export const makeInMemoryBus = (options: { readonly capacity?: number } = {}): BusShape => {
   const capacity = options.capacity ?? 250_000
@@ -183,7 +178,7 @@ export const makeInMemoryBus = (options: { readonly capacity?: number } = {}): B
                 commit: commitUpTo(offset)
               })
             } else {
-              dead.push(deadLetter(topic.name, entry, String(decoded.cause), commitUpTo(offset)))
+              dead.push(deadLetter(topic.name, options.group, entry, String(decoded.cause), commitUpTo(offset)))
             }
           }
           position += slice.length
@@ -194,12 +189,9 @@ export const makeInMemoryBus = (options: { readonly capacity?: number } = {}): B
       })
     )
 
-  const deadLetter = (topic: string, entry: Entry, error: string, commit: Effect.Effect<void>) =>
+  const deadLetter = (topic: string, group: string, entry: Entry, error: string, commit: Effect.Effect<void>) =>
     Effect.gen(function*() {
-      const ts = yield* Clock.currentTimeMillis
-      yield* Metric.update(decodeFailures.pipe(Metric.withAttributes({ topic })), 1)
-      yield* Effect.logWarning("undecodable message dead-lettered", { topic, key: entry.key, raw: entry.value, error })
-      const letter: DeadLetter = { topic, key: entry.key, raw: entry.value, error, ts }
+      const letter = yield* recordDeadLetter({ stage: group, reason: decodeReason(entry.value), topic, key: entry.key, raw: entry.value, error })
       if (topic !== DeadLetters.name) yield* append(DeadLetters.name, [{ key: entry.key, value: deadLetterCodec.encode(letter) }])
       yield* commit
     })

@@ -21,9 +21,8 @@ import type { Scope } from "effect"
 import { Kafka, logLevel, Partitioners } from "kafkajs"
 import type { Admin, Consumer, EachBatchPayload, KafkaMessage, LogEntry, Producer } from "kafkajs"
 import { randomUUID } from "node:crypto"
-import { Bus, type BusShape, type Delivery, type EndOffsets, type SubscribeOptions, topicCodec } from "../src/bus/Bus.ts"
+import { Bus, type BusShape, decodeReason, type Delivery, type EndOffsets, recordDeadLetter, type SubscribeOptions, topicCodec } from "../src/bus/Bus.ts"
 import { BusError } from "../src/domain/Errors.ts"
-import type { DeadLetter } from "../src/domain/Messages.ts"
 import { AllTopics, DeadLetters, type Topic } from "../src/domain/Topics.ts"
 
 export interface KafkaBusOptions {
@@ -62,9 +61,6 @@ export const config: Config.Config<KafkaBusOptions> = Config.all({
   partitions: Config.Int("KAFKA_PARTITIONS").pipe(Config.withDefault(3))
 })
 
-const decodeFailures = Metric.counter("bus_decode_failures_total", {
-  description: "Messages that failed to decode and were dead-lettered"
-})
 
 const messageOf = (error: unknown): string => (error instanceof Error ? error.message : String(error))
 
@@ -444,19 +440,16 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
 
           const deadLetter = (item: Extract<Item<A>, { _tag: "Undecodable" }>) =>
             Effect.gen(function*() {
-              yield* Metric.update(decodeFailures.pipe(Metric.withAttributes({ topic: topic.name })), 1)
-              yield* Effect.logWarning("undecodable message dead-lettered", {
+              const letter = yield* recordDeadLetter({
+                stage: subscribeOptions.group,
+                reason: decodeReason(item.raw),
                 topic: topic.name,
-                partition: item.partition,
-                offset: item.offset,
                 key: item.key,
                 raw: item.raw,
-                error: item.error
+                error: `${item.error} (partition ${item.partition}, offset ${item.offset})`
               })
               if (ephemeral) return
               if (topic.name !== DeadLetters.name) {
-                const ts = yield* Clock.currentTimeMillis
-                const letter: DeadLetter = { topic: topic.name, key: item.key, raw: item.raw, error: item.error, ts }
                 yield* send(DeadLetters.name, [{ key: item.key, value: deadLetterCodec.encode(letter) }])
               }
               const c = partitionCommits(item.partition, item.offset)

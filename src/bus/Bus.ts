@@ -8,11 +8,12 @@
  * - a new group starts at `start` ("earliest" by default, so nothing is lost);
  * - an ephemeral subscription never commits and starts at the earliest offset: it is how stages rebuild state.
  */
-import { Context, Effect, Pull, Schema, Stream } from "effect"
+import { Clock, Context, Effect, Metric, Pull, Schema, Stream } from "effect"
 import type { Exit } from "effect"
 import type { Scope } from "effect"
 import { BusError } from "../domain/Errors.ts"
-import type { Topic } from "../domain/Topics.ts"
+import { DEAD_LETTER_RAW_MAX, type DeadLetter } from "../domain/Messages.ts"
+import { DeadLetters, type Topic } from "../domain/Topics.ts"
 
 export interface Delivery<A> {
   readonly topic: string
@@ -42,7 +43,7 @@ export interface BusShape {
     messages: ReadonlyArray<{ readonly key: string; readonly value: A }>
   ) => Effect.Effect<void, BusError>
   /**
-   * Messages of a topic for a group. Undecodable messages are dead-lettered (topic `deadletter`),
+   * Messages of a topic for a group. Undecodable messages are dead-lettered (topic `dlq`, stage = the group),
    * counted, logged and committed; the stream goes on.
    */
   readonly subscribe: <A>(topic: Topic<A>, options: SubscribeOptions) => Stream.Stream<Delivery<A>, BusError>
@@ -136,3 +137,52 @@ export const namespaced = (prefix: string, bus: BusShape): BusShape => {
     ready: bus.ready
   }
 }
+
+/** Every input that failed to decode anywhere (exchange frames, REST answers, bus messages), by stage and reason. */
+export const deadLettersTotal = Metric.counter("dead_letters_total", {
+  description: "Inputs that failed to decode and were dead-lettered (topic dlq), by stage and reason"
+})
+
+/** `not_json` when the payload is not JSON at all, `schema` when it is JSON of the wrong shape. */
+export const decodeReason = (raw: string): "not_json" | "schema" => {
+  try {
+    JSON.parse(raw)
+    return "schema"
+  } catch {
+    return "not_json"
+  }
+}
+
+export interface DeadLetterInput {
+  readonly stage: string
+  readonly reason: string
+  readonly topic: string
+  readonly key: string
+  readonly raw: string
+  readonly error: string
+}
+
+/** Counts and logs an undecodable input and returns its dead letter (raw cut at DEAD_LETTER_RAW_MAX), ready to publish. */
+export const recordDeadLetter = (input: DeadLetterInput): Effect.Effect<DeadLetter> =>
+  Effect.gen(function*() {
+    const ts = yield* Clock.currentTimeMillis
+    yield* Metric.update(deadLettersTotal.pipe(Metric.withAttributes({ stage: input.stage, reason: input.reason })), 1)
+    const cut = input.raw.length > DEAD_LETTER_RAW_MAX
+    const raw = cut ? input.raw.slice(0, DEAD_LETTER_RAW_MAX) : input.raw
+    yield* Effect.logWarning("dead letter", {
+      stage: input.stage,
+      reason: input.reason,
+      topic: input.topic,
+      key: input.key,
+      raw: raw.length > 2000 ? `${raw.slice(0, 2000)}… (${input.raw.length} chars)` : raw,
+      error: input.error.slice(0, 2000)
+    })
+    return { ...input, raw, ...(cut ? { rawLength: input.raw.length } : {}), ts }
+  })
+
+/** Records and publishes a dead letter on `dlq`; a failing publish is logged, never raised (the stream goes on). */
+export const publishDeadLetter = (bus: BusShape, input: DeadLetterInput): Effect.Effect<void> =>
+  recordDeadLetter(input).pipe(
+    Effect.flatMap((letter) => bus.publish(DeadLetters, input.key, letter)),
+    Effect.catch((e) => Effect.logError("dead-letter publish failed", { stage: input.stage, error: e.message }))
+  )

@@ -185,12 +185,36 @@ export const Alert = Schema.Struct({
 })
 export type Alert = typeof Alert.Type
 
-/** A message that could not be decoded, with the raw input attached. */
+/**
+ * A message that could not be decoded, with the raw input attached. `stage` is who failed to decode it (`ingest`,
+ * a consumer group, `exchange.rest`), `reason` a short label for counting (`not_json`, `schema`, `bad_value`,
+ * `oversized`, …) and `error` the decoder's full message. `raw` is cut at `DEAD_LETTER_RAW_MAX` characters;
+ * `rawLength` is the length of the whole input.
+ */
 export const DeadLetter = Schema.Struct({
+  stage: Schema.String,
+  reason: Schema.String,
+  /** Where the input came from: a bus topic, `exchange.ws`, or `exchange.rest:<operation>`. */
   topic: Schema.String,
   key: Schema.String,
   raw: Schema.String,
+  rawLength: Schema.optional(Schema.Int),
   error: Schema.String,
   ts: EpochMillis
 })
 export type DeadLetter = typeof DeadLetter.Type
+
+export const DEAD_LETTER_RAW_MAX = 65_536
+
+/**
+ * Trade ids `firstMissing`..`lastMissing` (inclusive) of `symbol` will never be on `market.raw`: the exchange no
+ * longer had them, backfill kept failing, or it ran out of time. Published on `market.gaps`.
+ */
+export const MarketGap = Schema.Struct({
+  symbol: Symbol,
+  firstMissing: Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)),
+  lastMissing: Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)),
+  reason: Schema.String,
+  ts: EpochMillis
+})
+export type MarketGap = typeof MarketGap.Type

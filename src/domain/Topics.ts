@@ -1,6 +1,6 @@
 /** Topic names and the schema of what travels on each. The bus encodes with these, in memory and over Kafka alike. */
 import type { Schema } from "effect"
-import { Alert, Approved, Candidate, Control, DeadLetter, OrderEvent, Rejected, Tick } from "./Messages.ts"
+import { Alert, Approved, Candidate, Control, DeadLetter, MarketGap, OrderEvent, Rejected, Tick } from "./Messages.ts"
 
 export interface Topic<A> {
   readonly name: string
@@ -16,7 +16,8 @@ export const SignalsRejected = topic("signals.rejected", Rejected)
 export const OrdersEvents = topic("orders.events", OrderEvent)
 export const ControlTopic = topic("control", Control)
 export const Alerts = topic("alerts", Alert)
-export const DeadLetters = topic("deadletter", DeadLetter)
+export const DeadLetters = topic("dlq", DeadLetter)
+export const MarketGaps = topic("market.gaps", MarketGap)
 
 export const AllTopics: ReadonlyArray<Topic<any>> = [
   MarketRaw,
@@ -26,5 +27,6 @@ export const AllTopics: ReadonlyArray<Topic<any>> = [
   OrdersEvents,
   ControlTopic,
   Alerts,
-  DeadLetters
+  DeadLetters,
+  MarketGaps
 ]

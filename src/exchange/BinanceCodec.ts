@@ -4,12 +4,12 @@ import type { Tick } from "../domain/Messages.ts"
 
 export const TradePayload = Schema.Struct({
   e: Schema.Literal("trade"),
-  E: Schema.Number,
+  E: Schema.Finite,
   s: Schema.String,
   t: Schema.Number,
   p: Schema.String,
   q: Schema.String,
-  T: Schema.Number,
+  T: Schema.Finite,
   m: Schema.Boolean
 })
 export type TradePayload = typeof TradePayload.Type
@@ -22,10 +22,18 @@ const decodeTrade = Schema.decodeUnknownExit(TradePayload)
 const isCombined = Schema.is(CombinedFrame)
 const isControlReply = Schema.is(ControlReply)
 
+/** Why a frame was refused: the `reason` label of its dead letter. */
+export type InvalidReason = "not_json" | "schema" | "bad_value" | "oversized"
+
 export type FrameResult =
   | { readonly _tag: "Tick"; readonly tick: Tick }
   | { readonly _tag: "Ignored" }
-  | { readonly _tag: "Invalid"; readonly error: string; readonly raw: string }
+  | { readonly _tag: "Invalid"; readonly reason: InvalidReason; readonly error: string; readonly raw: string }
+
+/** A Binance trade frame is ~200 bytes; anything this long is not one, and is refused before parsing. */
+export const MAX_FRAME_CHARS = 65_536
+
+const SYMBOL = /^[A-Z0-9]{2,20}$/
 
 const positive = (s: string): number | undefined => {
   const n = Number(s)
@@ -34,20 +42,24 @@ const positive = (s: string): number | undefined => {
 
 /** Decodes one WebSocket text frame (raw or combined stream) into a Tick. Subscription replies are ignored. */
 export const decodeTradeFrame = (frame: string, receivedAt: number): FrameResult => {
+  if (frame.length > MAX_FRAME_CHARS) {
+    return { _tag: "Invalid", reason: "oversized", error: `frame of ${frame.length} chars (at most ${MAX_FRAME_CHARS})`, raw: frame }
+  }
   const json = decodeJson(frame)
-  if (Exit.isFailure(json)) return { _tag: "Invalid", error: "not JSON", raw: frame }
+  if (Exit.isFailure(json)) return { _tag: "Invalid", reason: "not_json", error: "not JSON", raw: frame }
   let payload: unknown = json.value
   if (isCombined(payload)) payload = payload.data
   else if (isControlReply(payload)) return { _tag: "Ignored" }
   const trade = decodeTrade(payload)
-  if (Exit.isFailure(trade)) return { _tag: "Invalid", error: String(trade.cause), raw: frame }
+  if (Exit.isFailure(trade)) return { _tag: "Invalid", reason: "schema", error: String(trade.cause), raw: frame }
   const t = trade.value
   const price = positive(t.p)
   const size = Number(t.q)
-  if (price === undefined || !Number.isFinite(size) || size < 0) {
-    return { _tag: "Invalid", error: `bad price or quantity: p=${t.p} q=${t.q}`, raw: frame }
+  if (price === undefined || !Number.isFinite(size) || size < 0 || t.q.trim() === "") {
+    return { _tag: "Invalid", reason: "bad_value", error: `bad price or quantity: p=${t.p} q=${t.q}`, raw: frame }
   }
-  if (!Number.isSafeInteger(t.t) || t.t < 0) return { _tag: "Invalid", error: `bad trade id ${t.t}`, raw: frame }
+  if (!Number.isSafeInteger(t.t) || t.t < 0) return { _tag: "Invalid", reason: "bad_value", error: `bad trade id ${t.t}`, raw: frame }
+  if (!SYMBOL.test(t.s)) return { _tag: "Invalid", reason: "bad_value", error: `bad symbol ${JSON.stringify(t.s.slice(0, 40))}`, raw: frame }
   return {
     _tag: "Tick",
     tick: {
@@ -67,6 +79,44 @@ export const decodeTradeFrame = (frame: string, receivedAt: number): FrameResult
 export const combinedStreamUrl = (base: string, symbols: ReadonlyArray<string>): string => {
   const streams = symbols.map((s) => `${s.toLowerCase()}@trade`).join("/")
   return `${base.replace(/\/+$/, "")}/stream?streams=${streams}`
+}
+
+/** One row of `GET /api/v3/historicalTrades` (Binance's field names and order). */
+export const HistoricalTradeWire = Schema.Struct({
+  id: Schema.Number,
+  price: Schema.String,
+  qty: Schema.String,
+  quoteQty: Schema.String,
+  time: Schema.Finite,
+  isBuyerMaker: Schema.Boolean,
+  isBestMatch: Schema.Boolean
+})
+export type HistoricalTradeWire = typeof HistoricalTradeWire.Type
+export const HistoricalTradesWire = Schema.Array(HistoricalTradeWire)
+
+/**
+ * historicalTrades rows → Ticks, the same normalisation as the trade stream. Fails (with the reason) on the first
+ * row that is not a valid trade, or when the rows are not strictly increasing by id: a page is used whole or not at all.
+ */
+export const historicalTicks = (
+  symbol: string,
+  rows: ReadonlyArray<HistoricalTradeWire>,
+  receivedAt: number
+): { readonly _tag: "Ticks"; readonly ticks: ReadonlyArray<Tick> } | { readonly _tag: "Invalid"; readonly error: string } => {
+  const ticks: Array<Tick> = []
+  let previous = -1
+  for (const row of rows) {
+    const price = positive(row.price)
+    const size = Number(row.qty)
+    if (price === undefined || !Number.isFinite(size) || size < 0 || row.qty.trim() === "") {
+      return { _tag: "Invalid", error: `trade ${row.id}: bad price or quantity: price=${row.price} qty=${row.qty}` }
+    }
+    if (!Number.isSafeInteger(row.id) || row.id < 0) return { _tag: "Invalid", error: `bad trade id ${row.id}` }
+    if (row.id <= previous) return { _tag: "Invalid", error: `trade ids not increasing: ${previous} then ${row.id}` }
+    previous = row.id
+    ticks.push({ symbol, price, size, side: row.isBuyerMaker ? "SELL" : "BUY", tradeId: row.id, ts: row.time, receivedAt })
+  }
+  return { _tag: "Ticks", ticks }
 }
 
 export const ApiErrorBody = Schema.Struct({ code: Schema.Number, msg: Schema.String })

@@ -4,7 +4,7 @@
  * interchangeable by URL and keys.
  */
 import { Context, type Effect, type Stream } from "effect"
-import type { Fill, OrderSide } from "../domain/Messages.ts"
+import type { Fill, OrderSide, Tick } from "../domain/Messages.ts"
 import type { FrameResult } from "./BinanceCodec.ts"
 import type { ExchangeError, MarketStreamError } from "./ExchangeErrors.ts"
 
@@ -54,9 +54,27 @@ export interface RateUsage {
   readonly orderCount1d?: number
 }
 
+export interface TradesOptions {
+  /**
+   * When this completes the client sends a WebSocket close frame and goes on emitting the frames that still
+   * arrive; the stream then ends without error once the exchange's close frame arrives (or after the layer's
+   * bounded close timeout). Without it the stream only ends by failing.
+   */
+  readonly close?: Effect.Effect<void>
+}
+
+/** Binance's maximum `limit` for `GET /api/v3/historicalTrades`. */
+export const HISTORICAL_TRADES_MAX = 1000
+
 export interface ExchangeShape {
   /** One connection's worth of decoded frames; fails with MarketStreamError on close, error or silence. */
-  readonly trades: (symbols: ReadonlyArray<string>) => Stream.Stream<FrameResult, MarketStreamError>
+  readonly trades: (symbols: ReadonlyArray<string>, options?: TradesOptions) => Stream.Stream<FrameResult, MarketStreamError>
+  /**
+   * `GET /api/v3/historicalTrades?symbol=…&fromId=…&limit=…` (at most 1000): up to `limit` trades from id `fromId`
+   * on, in id order, as Ticks received now. Fewer (or none) when the exchange has fewer; a first id above `fromId`
+   * means the exchange no longer has the ones below it. An undecodable answer is dead-lettered and fails.
+   */
+  readonly historicalTrades: (symbol: string, fromId: number, limit: number) => Effect.Effect<ReadonlyArray<Tick>, ExchangeError>
   readonly placeOrder: (request: OrderRequest) => Effect.Effect<ExchangeOrder, ExchangeError>
   /** GET /api/v3/order by origClientOrderId; −2013 (ExchangeApiError) when it does not exist. */
   readonly queryOrder: (symbol: string, clientOrderId: string) => Effect.Effect<ExchangeOrder, ExchangeError>

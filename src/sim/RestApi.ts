@@ -7,6 +7,7 @@ import { verifySignature } from "../exchange/BinanceSigning.ts"
 import type { EngineOrder, NewOrder, OrderType, Side, SimEngine, TimeInForce } from "./Engine.ts"
 import { isOpen } from "./Engine.ts"
 import * as Fixed from "./Fixed.ts"
+import { historicalTrades, type MarketFaults, TradeHistory } from "./MarketData.ts"
 import { exchangeInfo, RATE_LIMITS, STP_MODES } from "./Markets.ts"
 import {
   badRequest,
@@ -60,6 +61,9 @@ export interface RestApiOptions {
   /** Server time: real time plus the configured skew. */
   readonly now: () => number
   readonly takeFault: () => SimFault | undefined
+  /** Public trades for historicalTrades, and its faults (market-data side). */
+  readonly history?: TradeHistory
+  readonly marketFaults?: { current: MarketFaults }
 }
 
 const MAX_RECV_WINDOW = 60000
@@ -109,6 +113,7 @@ interface Route {
 }
 
 const fixedWeight = (weight: number) => () => weight
+const emptyHistory = new TradeHistory(0)
 
 export class RestApi {
   readonly #engine: SimEngine
@@ -131,6 +136,17 @@ export class RestApi {
       ["GET /api/v3/ping", { weight: fixedWeight(1), signed: false, accepts: [], handle: () => ({ body: {} }) }],
       ["GET /api/v3/time", { weight: fixedWeight(1), signed: false, accepts: [], handle: () => ({ body: { serverTime: this.#now() } }) }],
       ["GET /api/v3/exchangeInfo", { weight: fixedWeight(20), signed: false, accepts: [], handle: (p) => this.#exchangeInfo(p) }],
+      [
+        "GET /api/v3/historicalTrades",
+        {
+          weight: fixedWeight(25),
+          signed: false,
+          accepts: [],
+          handle: (p) => ({
+            body: historicalTrades(options.history ?? emptyHistory, p, this.#requiredSymbol(p), options.marketFaults ?? { current: {} })
+          })
+        }
+      ],
       ["GET /api/v3/avgPrice", { weight: fixedWeight(2), signed: false, accepts: [], handle: (p) => this.#avgPrice(p) }],
       [
         "GET /api/v3/ticker/price",

@@ -8,10 +8,13 @@ import type { AddressInfo } from "node:net"
 import { SimEngine, type EngineOrder, type OrderStatus, type OrderType, type Side, type TimeInForce } from "./Engine.ts"
 import * as Fixed from "./Fixed.ts"
 import { makeSpec } from "./Markets.ts"
+import { type MarketFaults, TradeHistory } from "./MarketData.ts"
+import { mulberry32 } from "./PriceWalk.ts"
 import { RestApi, type SimFault } from "./RestApi.ts"
 import { StreamServer } from "./StreamServer.ts"
 
 export type { SimFault } from "./RestApi.ts"
+export type { MarketFaults } from "./MarketData.ts"
 
 export const SIM_API_KEY = "sim-api-key"
 export const SIM_API_SECRET = "sim-api-secret"
@@ -38,6 +41,10 @@ export interface SimExchangeOptions {
   readonly pongTimeoutMs?: number
   /** Commission rate, taken from the asset received. Default 0.001. */
   readonly takerFee?: number
+  /** Market-data faults from the start (switch them later with `setMarketFaults`). */
+  readonly marketFaults?: MarketFaults
+  /** Public trades kept per symbol for historicalTrades. Default 200,000. */
+  readonly historyLimit?: number
 }
 
 /** An order the simulator accepted or executed (rejected requests leave no order, as on Binance). */
@@ -83,6 +90,18 @@ export interface SimExchange {
   injectFault(fault: SimFault): void
   /** Server time = real time + `ms` (affects /time, trade times and the recvWindow check). */
   setClockSkewMs(ms: number): void
+  /** Replaces the market-data faults (stream and historicalTrades); `{}` switches them all off. */
+  setMarketFaults(faults: MarketFaults): void
+  /** No frames and no pings for `ms`, sockets left open (trades meanwhile are only in historicalTrades). */
+  stallMarketData(ms: number): void
+  /** Sends `text` as a frame to every market-data client. */
+  sendRawFrame(text: string): void
+  /** historicalTrades no longer has trades of `symbol` below `tradeId`. */
+  forgetTradesBelow(symbol: string, tradeId: number): void
+  /** Starts recording the trades sent to market-data clients (`true`), or stops; returns what was recorded. */
+  recordSentTrades(on: boolean): ReadonlyArray<{ readonly symbol: string; readonly tradeId: number }>
+  /** The last trade id of `symbol` (0 before the first trade). */
+  lastTradeId(symbol: string): number
   close(): Promise<void>
 }
 
@@ -124,10 +143,15 @@ export const startSimExchange = async (options: SimExchangeOptions = {}): Promis
   const faults: Array<SimFault> = []
   const requests: Array<SimRequest> = []
 
+  const marketFaults = { current: options.marketFaults ?? {} }
+  const history = new TradeHistory(options.historyLimit ?? 200_000)
+  const lastIds = new Map<string, number>()
   const streams = new StreamServer({
     pingIntervalMs: options.pingIntervalMs ?? 20_000,
     pongTimeoutMs: options.pongTimeoutMs ?? 60_000,
-    now
+    now,
+    faults: marketFaults,
+    random: mulberry32(((options.seed ?? 1) ^ 0xfa017) >>> 0)
   })
   const engine = new SimEngine({
     specs: symbols.map((symbol) => makeSpec(symbol, options.startPrices?.[symbol])),
@@ -136,14 +160,20 @@ export const startSimExchange = async (options: SimExchangeOptions = {}): Promis
     balances: options.balances ?? { USDT: 1_000_000 },
     takerFee: options.takerFee ?? 0.001,
     now,
-    onTrade: (trade) => streams.publishTrade(trade)
+    onTrade: (trade) => {
+      history.record(trade)
+      lastIds.set(trade.symbol, trade.tradeId)
+      streams.publishTrade(trade)
+    }
   })
   const rest = new RestApi({
     engine,
     apiKey: options.apiKey ?? SIM_API_KEY,
     apiSecret: options.apiSecret ?? SIM_API_SECRET,
     now,
-    takeFault: () => faults.shift()
+    takeFault: () => faults.shift(),
+    history,
+    marketFaults
   })
 
   const respond = (res: ServerResponse, status: number, body: unknown, headers: Readonly<Record<string, string>> = {}) => {
@@ -258,6 +288,15 @@ export const startSimExchange = async (options: SimExchangeOptions = {}): Promis
     setClockSkewMs: (ms) => {
       skewMs = ms
     },
+    setMarketFaults: (f) => {
+      marketFaults.current = f
+      streams.faultsChanged()
+    },
+    stallMarketData: (ms) => streams.stall(ms),
+    sendRawFrame: (text) => streams.sendRaw(text),
+    forgetTradesBelow: (symbol, tradeId) => history.forgetBelow(symbol, tradeId),
+    recordSentTrades: (on) => streams.recordSent(on),
+    lastTradeId: (symbol) => lastIds.get(symbol) ?? 0,
     close: () => {
       closed ??= new Promise<void>((resolve) => {
         if (tickTimer !== undefined) clearInterval(tickTimer)

@@ -9,11 +9,30 @@ import type { Duplex } from "node:stream"
 import { WebSocket, WebSocketServer } from "ws"
 import type { PublicTrade } from "./Engine.ts"
 import * as Fixed from "./Fixed.ts"
+import type { MarketFaults } from "./MarketData.ts"
 
 export interface StreamServerOptions {
   readonly pingIntervalMs: number
   readonly pongTimeoutMs: number
   readonly now: () => number
+  /** Market-data faults, read on every trade (so tests switch them at run time). */
+  readonly faults?: { current: MarketFaults }
+  /** Seeded randomness for the faults. */
+  readonly random?: () => number
+}
+
+/** Kinds of malformed frames the `malformedRate` fault sends, in turn. */
+const malformedFrame = (n: number, valid: string): string => {
+  switch (n % 4) {
+    case 0:
+      return "this is not JSON"
+    case 1:
+      return valid.slice(0, Math.max(1, Math.floor(valid.length / 2))) // partial frame
+    case 2:
+      return JSON.stringify({ stream: "btcusdt@trade", data: { e: "trade", junk: "x".repeat(100_000) } }) // oversized
+    default:
+      return JSON.stringify({ stream: "btcusdt@trade", data: { e: "trade", s: "BTCUSDT", t: "NaN", p: "-1" } })
+  }
 }
 
 interface Client {
@@ -25,6 +44,8 @@ interface Client {
   pongTimer: ReturnType<typeof setTimeout> | undefined
   /** Times of incoming control messages and pings in the last second. */
   readonly incoming: Array<number>
+  /** Closes the connection once it is `maxConnectionMs` old. */
+  lifetimeTimer: ReturnType<typeof setTimeout> | undefined
 }
 
 const MAX_INCOMING_PER_SECOND = 5
@@ -61,10 +82,60 @@ export class StreamServer {
   readonly #clients = new Set<Client>()
   readonly #options: StreamServerOptions
   readonly #pingTimer: ReturnType<typeof setInterval> | undefined
+  readonly #faults: { current: MarketFaults }
+  readonly #random: () => number
+  #cutTimer: ReturnType<typeof setTimeout> | undefined
+  #cutArmed: MarketFaults["cutEveryMs"]
+  #stalledUntil = 0
+  #held: PublicTrade | undefined
+  #malformedSent = 0
+  #sent: Array<{ readonly symbol: string; readonly tradeId: number }> | undefined
 
   constructor(options: StreamServerOptions) {
     this.#options = options
+    this.#faults = options.faults ?? { current: {} }
+    this.#random = options.random ?? Math.random
     this.#pingTimer = options.pingIntervalMs > 0 ? setInterval(() => this.#pingAll(), options.pingIntervalMs) : undefined
+    this.faultsChanged()
+  }
+
+  /** Re-arms the timers that depend on the faults (random cuts). Call after changing `faults.current`. */
+  faultsChanged(): void {
+    const cut = this.#faults.current.cutEveryMs
+    if (cut === this.#cutArmed) return
+    this.#cutArmed = cut
+    if (this.#cutTimer !== undefined) clearTimeout(this.#cutTimer)
+    this.#cutTimer = undefined
+    if (cut === undefined) return
+    const arm = () => {
+      const delay = cut.min + this.#random() * Math.max(0, cut.max - cut.min)
+      this.#cutTimer = setTimeout(() => {
+        this.dropAll()
+        arm()
+      }, delay)
+    }
+    arm()
+  }
+
+  /** No frames and no pings for `ms` (the sockets stay open): a stalled connection. Trades meanwhile are not sent. */
+  stall(ms: number): void {
+    this.#stalledUntil = Date.now() + ms
+  }
+
+  /** Sends `text` as is to every client (tests of malformed frames). */
+  sendRaw(text: string): void {
+    for (const client of this.#clients) if (client.socket.readyState === WebSocket.OPEN) client.socket.send(text)
+  }
+
+  /** Starts (or stops) recording which trades were sent to a client; returns what was recorded so far. */
+  recordSent(on: boolean): ReadonlyArray<{ readonly symbol: string; readonly tradeId: number }> {
+    const sent = this.#sent ?? []
+    this.#sent = on ? [] : undefined
+    return sent
+  }
+
+  sentTrades(): ReadonlyArray<{ readonly symbol: string; readonly tradeId: number }> {
+    return this.#sent ?? []
   }
 
   /** Handles an HTTP upgrade; answers 404 for unknown paths and 400 for invalid stream names. */
@@ -88,11 +159,29 @@ export class StreamServer {
   }
 
   publishTrade(trade: PublicTrade): void {
+    if (Date.now() < this.#stalledUntil) return
+    const f = this.#faults.current
+    const roll = (rate: number | undefined) => rate !== undefined && rate > 0 && this.#random() < rate
+    if (roll(f.reorderRate) && this.#held === undefined) {
+      this.#held = trade
+      return
+    }
+    const held = this.#held
+    this.#held = undefined
+    if (roll(f.malformedRate)) this.sendRaw(malformedFrame(this.#malformedSent++, JSON.stringify({ stream: "x", data: tradePayload(trade, 0) })))
+    if (roll(f.unsubscribedRate)) this.#sendTrade({ ...trade, symbol: "XYZUSDT" }, true)
+    this.#sendTrade(trade, false)
+    if (roll(f.duplicateRate)) this.#sendTrade(trade, false)
+    if (held !== undefined) this.#sendTrade(held, false)
+  }
+
+  /** Sends a trade to its subscribers (`toAll`: to every client, subscribed or not). */
+  #sendTrade(trade: PublicTrade, toAll: boolean): void {
     const stream = `${trade.symbol.toLowerCase()}@trade`
     let raw: string | undefined
     let wrapped: string | undefined
     for (const client of this.#clients) {
-      if (!client.streams.has(stream) || client.socket.readyState !== WebSocket.OPEN) continue
+      if ((!toAll && !client.streams.has(stream)) || client.socket.readyState !== WebSocket.OPEN) continue
       if (client.combined) {
         wrapped ??= JSON.stringify({ stream, data: tradePayload(trade, this.#options.now()) })
         client.socket.send(wrapped)
@@ -100,6 +189,7 @@ export class StreamServer {
         raw ??= JSON.stringify(tradePayload(trade, this.#options.now()))
         client.socket.send(raw)
       }
+      if (!toAll) this.#sent?.push({ symbol: trade.symbol, tradeId: trade.tradeId })
     }
   }
 
@@ -114,6 +204,8 @@ export class StreamServer {
 
   close(): void {
     if (this.#pingTimer !== undefined) clearInterval(this.#pingTimer)
+    if (this.#cutTimer !== undefined) clearTimeout(this.#cutTimer)
+    this.#cutArmed = undefined
     this.dropAll()
     this.#wss.close()
   }
@@ -125,9 +217,15 @@ export class StreamServer {
       combined,
       awaitingPongSince: undefined,
       pongTimer: undefined,
-      incoming: []
+      incoming: [],
+      lifetimeTimer: undefined
     }
     this.#clients.add(client)
+    const lifetime = this.#faults.current.maxConnectionMs
+    if (lifetime !== undefined) {
+      // Binance closes every connection after 24 hours
+      client.lifetimeTimer = setTimeout(() => socket.close(1001, "connection lifetime reached"), lifetime)
+    }
     socket.on("pong", () => {
       // Only a pong after our ping counts; unsolicited pongs do not keep a connection alive.
       if (client.awaitingPongSince === undefined) return
@@ -146,6 +244,7 @@ export class StreamServer {
 
   #forget(client: Client): void {
     if (client.pongTimer !== undefined) clearTimeout(client.pongTimer)
+    if (client.lifetimeTimer !== undefined) clearTimeout(client.lifetimeTimer)
     this.#clients.delete(client)
   }
 
@@ -162,6 +261,7 @@ export class StreamServer {
   }
 
   #pingAll(): void {
+    if (Date.now() < this.#stalledUntil) return
     for (const client of this.#clients) {
       if (client.socket.readyState !== WebSocket.OPEN) continue
       client.socket.ping()

@@ -7,7 +7,8 @@ import type { Tick } from "../../src/domain/Messages.ts"
 import { DeadLetters, MarketRaw } from "../../src/domain/Topics.ts"
 import type { FrameResult } from "../../src/exchange/BinanceCodec.ts"
 import { Exchange } from "../../src/exchange/Exchange.ts"
-import { runIngest } from "../../src/ingest/Ingest.ts"
+import { defaultIngestOptions, runIngest } from "../../src/ingest/Ingest.ts"
+import { Health } from "../../src/observability/Health.ts"
 
 const tick = (i: number): Tick => ({
   symbol: "BTCUSDT",
@@ -26,6 +27,7 @@ const exchangeOf = (frames: ReadonlyArray<FrameResult>) =>
     placeOrder: () => Effect.die("unused"),
     queryOrder: () => Effect.die("unused"),
     orderTrades: () => Effect.die("unused"),
+    historicalTrades: () => Effect.die("unused"),
     exchangeInfo: () => Effect.die("unused"),
     syncTime: Effect.die("unused"),
     usage: Effect.succeed({})
@@ -46,11 +48,11 @@ describe("Ingest", () => {
       const frames: Array<FrameResult> = []
       for (let i = 1; i <= 200; i++) {
         frames.push({ _tag: "Tick", tick: tick(i) })
-        if (i === 50) frames.push({ _tag: "Invalid", error: "not JSON", raw: "{oops" })
+        if (i === 50) frames.push({ _tag: "Invalid", reason: "not_json", error: "not JSON", raw: "{oops" })
         if (i === 60) frames.push({ _tag: "Ignored" })
       }
-      const fiber = yield* runIngest(["BTCUSDT"]).pipe(
-        Effect.provide(Layer.merge(Layer.succeed(Bus, bus), exchangeOf(frames))),
+      const fiber = yield* runIngest(["BTCUSDT"], defaultIngestOptions).pipe(
+        Effect.provide(Layer.mergeAll(Health.layer("test"), exchangeOf(frames)).pipe(Layer.provideMerge(Layer.succeed(Bus, bus)))),
         Effect.forkChild
       )
       const got = yield* inner.subscribe(MarketRaw, { group: "t" }).pipe(Stream.take(200), Stream.runCollect)
