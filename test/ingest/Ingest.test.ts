@@ -20,10 +20,11 @@ const tick = (i: number): Tick => ({
   receivedAt: 1_001 + i
 })
 
-/** One connection that delivers `frames` as a single chunk, then stays open. */
+/** One connection that delivers `frames` as a single chunk, then stays open until it is closed. */
 const exchangeOf = (frames: ReadonlyArray<FrameResult>) =>
   Layer.succeed(Exchange, {
-    trades: () => Stream.concat(Stream.fromArray(frames), Stream.never),
+    trades: (_symbols: ReadonlyArray<string>, options?: { readonly close?: Effect.Effect<void> }) =>
+      Stream.concat(Stream.fromArray(frames), options?.close === undefined ? Stream.never : Stream.drain(Stream.fromEffect(options.close))),
     placeOrder: () => Effect.die("unused"),
     queryOrder: () => Effect.die("unused"),
     orderTrades: () => Effect.die("unused"),

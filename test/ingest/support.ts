@@ -60,24 +60,25 @@ export const startStore = (dataDir: string) =>
 export const drainStore = (store: Fiber.Fiber<unknown, unknown>) =>
   Effect.gen(function*() {
     const bus = yield* Bus
-    yield* eventually(() => Effect.map(bus.lag(MarketRaw, STORE_GROUP), (lag) => lag === 0), "the store to catch up", 20_000)
+    yield* eventuallyEffect(Effect.map(bus.lag(MarketRaw, STORE_GROUP), (lag) => lag === 0), "the store to catch up", 20_000)
     yield* Fiber.interrupt(store)
   })
 
 /** Real-time wait (the simulator and sockets run on real time). */
 export const realWait = (ms: number) => Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, ms)))
 
-export const eventually = <E, R>(check: () => Effect.Effect<boolean, E, R> | boolean, what: string, timeoutMs = 15_000) =>
+/** Polls `check` every 10 ms of real time, failing after `timeoutMs`. */
+export const eventuallyEffect = <E, R>(check: Effect.Effect<boolean, E, R>, what: string, timeoutMs = 15_000) =>
   Effect.gen(function*() {
     const start = Date.now()
-    while (true) {
-      const c = check()
-      const ok = typeof c === "boolean" ? c : yield* c
-      if (ok) return
+    while (!(yield* check)) {
       if (Date.now() - start > timeoutMs) return yield* Effect.die(new Error(`timed out waiting for ${what}`))
       yield* realWait(10)
     }
   })
+
+export const eventually = (check: () => boolean, what: string, timeoutMs = 15_000) =>
+  eventuallyEffect(Effect.sync(check), what, timeoutMs)
 
 export const idsOf = (ticks: ReadonlyArray<Tick>, symbol: string) => ticks.filter((t) => t.symbol === symbol).map((t) => t.tradeId)
 
