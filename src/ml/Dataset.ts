@@ -1,0 +1,148 @@
+/**
+ * The dataset builder: the Hive tick tree → one Parquet row per tick (or per bar's last tick) with the feature
+ * columns of FeatureSpec and the labels. DuckDB does the work (window functions for features, an ASOF JOIN for
+ * "the last trade at or before ts + horizon").
+ *
+ * Labels: fwd_return = price(last trade at or before ts + horizon) / price − 1, label = 1 when fwd_return > 0.
+ * Left out: a symbol's first MIN_TRADES − 1 trades, rows whose features are undefined, and rows whose horizon
+ * reaches past the symbol's last trade (their label would be cut short).
+ */
+import type { DuckDBConnection } from "@duckdb/node-api"
+import { Effect } from "effect"
+import { rename, rm } from "node:fs/promises"
+import { dirname, join, basename } from "node:path"
+import { duck, rows, run, sqlString, tickFiles } from "./Duck.ts"
+import { FEATURES, type Feature, featureSql, MIN_TRADES, specHash, specJson } from "./FeatureSpec.ts"
+
+export interface DatasetOptions {
+  readonly storeDir: string
+  readonly out: string
+  readonly symbols?: ReadonlyArray<string>
+  /** Inclusive, epoch ms. */
+  readonly from?: number
+  /** Exclusive, epoch ms. */
+  readonly to?: number
+  readonly horizonMs: number
+  /** undefined: one row per tick; else one row per bar of this many ms (the bar's last tick). */
+  readonly everyMs?: number
+  readonly features?: ReadonlyArray<Feature>
+  readonly threads?: number
+}
+
+export interface DatasetResult {
+  readonly rows: number
+  readonly ticks: number
+  readonly firstTs: number | undefined
+  readonly lastTs: number | undefined
+  readonly positiveRate: number
+  readonly specHash: string
+}
+
+/** Key-value metadata keys of a dataset file. */
+export const META = {
+  spec: "autotrader_feature_spec",
+  specHash: "autotrader_spec_hash",
+  horizonMs: "autotrader_horizon_ms",
+  every: "autotrader_every",
+  source: "autotrader_source",
+  label: "autotrader_label"
+} as const
+
+export const LABEL_DEFINITION = "fwd_return = price of the last trade at or before ts + horizon / price - 1; label = 1 if fwd_return > 0 else 0"
+
+/** Non-feature columns of a dataset. */
+export const KEY_COLUMNS = ["symbol", "ts", "trade_id"] as const
+export const LABEL_COLUMNS = ["fwd_return", "label"] as const
+
+/** Loads the (de-duplicated) ticks into a temp table `ticks` (symbol, trade_id, t, price, size, buy). */
+export const loadTicks = (
+  c: DuckDBConnection,
+  files: ReadonlyArray<string>,
+  filter: { readonly symbols?: ReadonlyArray<string>; readonly from?: number; readonly to?: number }
+) => {
+  const where: Array<string> = []
+  if (filter.symbols !== undefined) where.push(`symbol IN (${filter.symbols.map(sqlString).join(", ")})`)
+  if (filter.from !== undefined) where.push(`ts >= epoch_ms(${Math.floor(filter.from)}::BIGINT)`)
+  if (filter.to !== undefined) where.push(`ts < epoch_ms(${Math.floor(filter.to)}::BIGINT)`)
+  return run(
+    c,
+    "read ticks",
+    `CREATE OR REPLACE TEMP TABLE ticks AS SELECT symbol, trade_id, epoch_ms(ts)::DOUBLE AS t, price::DOUBLE AS price,` +
+      ` size::DOUBLE AS size, CASE WHEN side = 'BUY' THEN 1.0 ELSE 0.0 END AS buy` +
+      ` FROM read_parquet([${files.map(sqlString).join(", ")}], hive_partitioning = false, union_by_name = true)` +
+      (where.length > 0 ? ` WHERE ${where.join(" AND ")}` : "") +
+      // redelivered ticks are stored twice: keep one per trade id, as the signal worker does
+      ` QUALIFY row_number() OVER (PARTITION BY symbol, trade_id ORDER BY ts) = 1`
+  )
+}
+
+const q = (name: string): string => `"${name.replaceAll("\"", "")}"`
+
+/** The SELECT that builds dataset rows from the `ticks` table. */
+export const datasetSql = (features: ReadonlyArray<Feature>, horizonMs: number, everyMs?: number): string => {
+  const feats = featureSql("ticks", features, ["price AS _price", `t + ${horizonMs} AS _th`])
+  const bars = everyMs === undefined
+    ? "f"
+    : `(SELECT * FROM f QUALIFY row_number() OVER (PARTITION BY symbol, floor(t / ${everyMs}) ORDER BY t DESC, trade_id DESC) = 1)`
+  const defined = features.map((ft) => `f.${q(ft.name)} IS NOT NULL AND isfinite(f.${q(ft.name)})`).join(" AND ")
+  return `WITH f AS (${feats}),
+last AS (SELECT symbol, t, arg_max(price, trade_id) AS price FROM ticks GROUP BY symbol, t),
+ends AS (SELECT symbol, max(t) AS tmax FROM ticks GROUP BY symbol)
+SELECT f.symbol, epoch_ms(f.t::BIGINT) AS ts, f.trade_id, ${features.map((ft) => `f.${q(ft.name)}`).join(", ")},
+  l.price / f._price - 1 AS fwd_return, CASE WHEN l.price / f._price - 1 > 0 THEN 1 ELSE 0 END AS label
+FROM ${bars} f JOIN ends e ON f.symbol = e.symbol
+ASOF JOIN last l ON f.symbol = l.symbol AND f._th >= l.t
+WHERE f.rn >= ${MIN_TRADES} AND f._th <= e.tmax${defined.length > 0 ? ` AND ${defined}` : ""}
+ORDER BY ts, f.symbol, f.trade_id`
+}
+
+export const buildDataset = (options: DatasetOptions) =>
+  Effect.gen(function*() {
+    const features = options.features ?? FEATURES
+    const files = yield* tickFiles(options.storeDir, options.symbols)
+    const c = yield* duck(options.threads)
+    yield* loadTicks(c, files, options)
+    const [src] = yield* rows(c, "read ticks", "SELECT count(*)::DOUBLE AS n, min(t) AS t0, max(t) AS t1 FROM ticks")
+    yield* run(c, "build dataset", `CREATE TEMP TABLE ds AS ${datasetSql(features, options.horizonMs, options.everyMs)}`)
+    const [stats] = yield* rows(
+      c,
+      "build dataset",
+      "SELECT count(*)::DOUBLE AS n, epoch_ms(min(ts))::DOUBLE AS t0, epoch_ms(max(ts))::DOUBLE AS t1, avg(label)::DOUBLE AS pos FROM ds"
+    )
+    const hash = specHash(features)
+    const source = {
+      store: options.storeDir,
+      symbols: options.symbols ?? null,
+      from: options.from ?? null,
+      to: options.to ?? null,
+      firstTick: src.t0 ?? null,
+      lastTick: src.t1 ?? null,
+      ticks: src.n
+    }
+    const meta: Record<string, string> = {
+      [META.spec]: specJson(features),
+      [META.specHash]: hash,
+      [META.horizonMs]: String(options.horizonMs),
+      [META.every]: options.everyMs === undefined ? "tick" : String(options.everyMs),
+      [META.source]: JSON.stringify(source),
+      [META.label]: LABEL_DEFINITION
+    }
+    const tmp = join(dirname(options.out), `.${basename(options.out)}.tmp`)
+    yield* run(
+      c,
+      "write dataset",
+      `COPY ds TO ${sqlString(tmp)} (FORMAT parquet, COMPRESSION zstd, KV_METADATA {${
+        Object.entries(meta).map(([k, v]) => `${k}: ${sqlString(v)}`).join(", ")
+      }})`
+    ).pipe(Effect.onError(() => Effect.promise(() => rm(tmp, { force: true }))))
+    yield* Effect.tryPromise({ try: () => rename(tmp, options.out), catch: (e) => e }).pipe(Effect.orDie)
+    const result: DatasetResult = {
+      rows: Number(stats.n),
+      ticks: Number(src.n),
+      firstTs: stats.t0 === null ? undefined : Number(stats.t0),
+      lastTs: stats.t1 === null ? undefined : Number(stats.t1),
+      positiveRate: stats.pos === null ? 0 : Number(stats.pos),
+      specHash: hash
+    }
+    return result
+  }).pipe(Effect.scoped, Effect.withSpan("Dataset.build"))

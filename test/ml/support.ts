@@ -1,0 +1,60 @@
+/** ML test helpers: ticks written through the real tick store, small seeded series. */
+import { Effect } from "effect"
+import type { Tick } from "../../src/domain/Messages.ts"
+import * as TickStore from "../../src/storage/TickStore.ts"
+import { columnsOf } from "../storage/support.ts"
+
+export { tempDir } from "../storage/support.ts"
+
+/** Writes `ticks` into a Hive tick tree under `dir`, one file per (symbol, UTC hour) and chunk. */
+export const writeStore = (dir: string, ticks: ReadonlyArray<Tick>, chunk = 10_000) =>
+  Effect.scoped(
+    Effect.gen(function*() {
+      const store = yield* TickStore.make({ dataDir: dir })
+      const groups = new Map<string, { key: TickStore.PartitionKey; ticks: Array<Tick> }>()
+      for (const t of ticks) {
+        const key = TickStore.partitionOf(t.symbol, t.ts)
+        const id = `${key.symbol}/${key.date}/${key.hour}`
+        let g = groups.get(id)
+        if (g === undefined) groups.set(id, (g = { key, ticks: [] }))
+        g.ticks.push(t)
+      }
+      for (const { key, ticks: part } of groups.values()) {
+        for (let i = 0; i < part.length; i += chunk) yield* store.write(key, columnsOf(key.symbol, part.slice(i, i + chunk)))
+      }
+    })
+  ).pipe(Effect.orDie)
+
+export const T0 = Date.UTC(2024, 0, 1, 0, 0, 0)
+
+/** A seeded generator (LCG), so series are the same every run. */
+export const rng = (seed: number) => {
+  let s = seed >>> 0
+  return () => {
+    s = (Math.imul(s, 1_664_525) + 1_013_904_223) >>> 0
+    return s / 4_294_967_296
+  }
+}
+
+/** A seeded random walk of `n` ticks per symbol, interleaved, one every `stepMs` per symbol. */
+export const randomWalk = (symbols: ReadonlyArray<string>, n: number, seed = 7, stepMs = 1000): Array<Tick> => {
+  const rand = rng(seed)
+  const out: Array<Tick> = []
+  const prices = symbols.map((_, i) => 100 * (i + 1))
+  for (let i = 0; i < n; i++) {
+    symbols.forEach((symbol, k) => {
+      prices[k] = Math.max(1, prices[k] * (1 + (rand() - 0.5) * 0.004))
+      const ts = T0 + i * stepMs + k
+      out.push({
+        symbol,
+        price: Math.round(prices[k] * 100) / 100,
+        size: Math.round((0.1 + rand()) * 1000) / 1000,
+        side: rand() < 0.5 ? "BUY" : "SELL",
+        tradeId: 1000 + i,
+        ts,
+        receivedAt: ts + 2
+      })
+    })
+  }
+  return out
+}
