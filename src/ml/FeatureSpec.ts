@@ -91,7 +91,7 @@ export const SPEC_VERSION = 1
 
 /** The spec as stored in a dataset's metadata: names, descriptions and the expression trees. */
 export const specJson = (features: ReadonlyArray<Feature> = FEATURES): string =>
-  JSON.stringify({ version: SPEC_VERSION, features: features.map((f) => ({ name: f.name, expr: f.expr, description: f.description })) })
+  JSON.stringify({ version: SPEC_VERSION, features: features.map((f) => ({ name: f.name, expr: f.expr, description: f.description, ...(f.level === true ? { level: true } : {}) })) })
 
 /** A short hash of what the features compute (names and expressions, not descriptions). */
 export const specHash = (features: ReadonlyArray<Feature> = FEATURES): string =>

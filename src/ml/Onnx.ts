@@ -1,0 +1,123 @@
+/**
+ * The model file layout, shared with scikit-learn's converter (skl2onnx, zipmap off): one float32 input `[N, F]`
+ * holding the raw feature columns in the sidecar's order, outputs `label` (int64 `[N]`) and `probabilities`
+ * (float32 `[N, 2]`, column 1 = P(label = 1)). Beside it `model.onnx.json`: features, horizon, training range,
+ * metrics and the feature spec hash.
+ *
+ * Our logistic regression is written as Sub(mean) → Div(scale) → MatMul(W) → Add(b) → Sigmoid → [1 − p, p], so
+ * standardisation lives in the graph and the model takes dataset columns as they are.
+ */
+import { Effect, Schema } from "effect"
+import onnxProto from "onnx-proto"
+import { readFile, rename, writeFile } from "node:fs/promises"
+import type { LogisticModel } from "./Logistic.ts"
+import { fail, MlError } from "./Duck.ts"
+
+const { onnx } = onnxProto
+
+export const INPUT_NAME = "input"
+export const PROBABILITIES = "probabilities"
+
+/** The sidecar `model.onnx.json`. */
+export const Sidecar = Schema.Struct({
+  features: Schema.Array(Schema.String),
+  /** Label horizon in ms. */
+  horizon: Schema.Finite,
+  trainedOn: Schema.Struct({
+    dataset: Schema.optional(Schema.String),
+    /** First and last row time (epoch ms); ticks after `to` + horizon were never seen by training. */
+    from: Schema.Finite,
+    to: Schema.Finite,
+    rows: Schema.optional(Schema.Finite)
+  }),
+  metrics: Schema.optional(Schema.Unknown),
+  specHash: Schema.String,
+  model: Schema.optional(Schema.String)
+})
+export type Sidecar = typeof Sidecar.Type
+
+export const sidecarPath = (modelPath: string): string => `${modelPath}.json`
+
+const floatTensor = (name: string, dims: ReadonlyArray<number>, values: ArrayLike<number>) =>
+  onnx.TensorProto.create({ name, dims: [...dims], dataType: onnx.TensorProto.DataType.FLOAT, floatData: Array.from(values) })
+
+const valueInfo = (name: string, elemType: number, dims: ReadonlyArray<number | string>) =>
+  onnx.ValueInfoProto.create({
+    name,
+    type: {
+      tensorType: {
+        elemType,
+        shape: { dim: dims.map((d) => (typeof d === "string" ? { dimParam: d } : { dimValue: d })) }
+      }
+    }
+  })
+
+const node = (opType: string, input: ReadonlyArray<string>, output: ReadonlyArray<string>, attribute: Array<onnxProto.onnx.IAttributeProto> = []) =>
+  onnx.NodeProto.create({ opType, input: [...input], output: [...output], name: `${opType}_${output[0]}`, attribute })
+
+/** The logistic model as ONNX bytes (opset 13). */
+export const logisticToOnnx = (model: LogisticModel, metadata: Record<string, string> = {}): Uint8Array => {
+  const f = model.weights.length
+  const graph = onnx.GraphProto.create({
+    name: "autotrader_logistic",
+    input: [valueInfo(INPUT_NAME, onnx.TensorProto.DataType.FLOAT, ["N", f])],
+    output: [
+      valueInfo("label", onnx.TensorProto.DataType.INT64, ["N"]),
+      valueInfo(PROBABILITIES, onnx.TensorProto.DataType.FLOAT, ["N", 2])
+    ],
+    initializer: [
+      floatTensor("mean", [f], model.mean),
+      floatTensor("scale", [f], model.scale),
+      floatTensor("weights", [f, 1], model.weights),
+      floatTensor("intercept", [1], [model.intercept]),
+      floatTensor("one", [1], [1])
+    ],
+    node: [
+      node("Sub", [INPUT_NAME, "mean"], ["centred"]),
+      node("Div", ["centred", "scale"], ["standardised"]),
+      node("MatMul", ["standardised", "weights"], ["linear"]),
+      node("Add", ["linear", "intercept"], ["logit"]),
+      node("Sigmoid", ["logit"], ["p1"]),
+      node("Sub", ["one", "p1"], ["p0"]),
+      node("Concat", ["p0", "p1"], [PROBABILITIES], [{ name: "axis", type: onnx.AttributeProto.AttributeType.INT, i: 1 }]),
+      node("ArgMax", [PROBABILITIES], ["label"], [
+        { name: "axis", type: onnx.AttributeProto.AttributeType.INT, i: 1 },
+        { name: "keepdims", type: onnx.AttributeProto.AttributeType.INT, i: 0 }
+      ])
+    ]
+  })
+  const m = onnx.ModelProto.create({
+    irVersion: 7,
+    producerName: "autotrader",
+    producerVersion: "0.1.0",
+    opsetImport: [{ domain: "", version: 13 }],
+    graph,
+    metadataProps: Object.entries(metadata).map(([key, value]) => ({ key, value }))
+  })
+  return onnx.ModelProto.encode(m).finish()
+}
+
+/** Writes the model and its sidecar (each to a temporary name first, then renamed). */
+export const writeModel = (path: string, bytes: Uint8Array, sidecar: Sidecar) =>
+  Effect.tryPromise({
+    try: async () => {
+      await writeFile(`${path}.tmp`, bytes)
+      await writeFile(`${sidecarPath(path)}.tmp`, JSON.stringify(sidecar, null, 2) + "\n")
+      await rename(`${path}.tmp`, path)
+      await rename(`${sidecarPath(path)}.tmp`, sidecarPath(path))
+    },
+    catch: fail("write model")
+  })
+
+export const readSidecar = (modelPath: string) =>
+  Effect.gen(function*() {
+    const path = sidecarPath(modelPath)
+    const text = yield* Effect.tryPromise({
+      try: () => readFile(path, "utf8"),
+      catch: () => new MlError({ operation: "load model", message: `${path} is missing: a model needs its sidecar (features, horizon, trainedOn, specHash)` })
+    })
+    const json = yield* Effect.try({ try: () => JSON.parse(text) as unknown, catch: () => new MlError({ operation: "load model", message: `${path} is not JSON` }) })
+    return yield* Schema.decodeUnknownEffect(Sidecar)(json).pipe(
+      Effect.mapError((e) => new MlError({ operation: "load model", message: `${path}: ${e.message.split("\n")[0]} (expected {"features": [...], "horizon": ms, "trainedOn": {"from", "to"}, "specHash"})` }))
+    )
+  })
