@@ -49,7 +49,9 @@ export const Candidate = Schema.Struct({
   ts: EpochMillis,
   origin: Origin,
   /** When the signal worker published it (Clock, epoch ms): the risk gate's candidate → decision latency. */
-  emittedAt: Schema.optional(EpochMillis)
+  emittedAt: Schema.optional(EpochMillis),
+  /** P(price up over the model's horizon) when a model (SIGNAL_MODEL) scored the candidate; absent without one. */
+  probability: Schema.optional(Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 1 })))
 })
 export type Candidate = typeof Candidate.Type
 

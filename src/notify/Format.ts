@@ -80,7 +80,8 @@ const plural: Record<Kind, [string, string]> = {
 export const describeCount = (kind: Kind, n: number): string => `${n} ${plural[kind][n === 1 ? 0 : 1]}`
 
 export const formatCandidate = (c: Candidate): string =>
-  `🔔 <b>${c.side}</b> ${txt(c.symbol)} @ ${num(c.price)} · MA10 ${num(c.ma10, 4)} / MA30 ${num(c.ma30, 4)}`
+  `🔔 <b>${c.side}</b> ${txt(c.symbol)} @ ${num(c.price)} · MA10 ${num(c.ma10, 4)} / MA30 ${num(c.ma30, 4)}` +
+  (c.probability === undefined ? "" : ` · P(up) ${c.probability.toFixed(2)}`)
 
 export const formatApproved = (a: Approved): string =>
   `✅ <b>Approved</b> ${a.action} ${a.orderSide} ${num(a.qty)} ${txt(a.candidate.symbol)} @ ${num(a.candidate.price)} · ${code(a.id)}`

@@ -1,9 +1,11 @@
 /** Runs the signal worker over the bus: `market.raw` → `signals.candidate`, committing after publishing. */
-import { Clock, Config, Effect, Metric, Stream } from "effect"
+import { Clock, Config, Effect, Metric, Option, Stream } from "effect"
 import { Bus, commitBatch } from "../bus/Bus.ts"
 import type { Candidate } from "../domain/Messages.ts"
 import { MarketRaw, SignalsCandidate } from "../domain/Topics.ts"
-import { secondsBetween, tickToCandidateSeconds } from "../observability/Metrics.ts"
+import { LATENCY_BUCKETS_SECONDS, secondsBetween, tickToCandidateSeconds } from "../observability/Metrics.ts"
+import { type GateVerdict, makeModelGate } from "../ml/ModelGate.ts"
+import { loadScorer } from "../ml/Scorer.ts"
 import { ConfigError } from "../domain/Errors.ts"
 import { DEFAULT_WINDOWS, initialSignalState, type SignalWindows, stepSignal, windowsProblem } from "./SignalWorker.ts"
 
@@ -24,31 +26,114 @@ export const candidatesTotal = Metric.counter("signals_candidates_total", { desc
 
 export const SIGNALS_GROUP = "signals"
 
+/** Where the model is and its threshold: `SIGNAL_MODEL` (path to model.onnx; unset: plain crossover), `SIGNAL_MIN_PROBA`. */
+export interface SignalModelOptions {
+  readonly path: string
+  readonly minProba: number
+}
+
+export const signalModelConfig = Effect.gen(function*() {
+  const path = yield* Config.option(Config.String("SIGNAL_MODEL"))
+  const minProba = yield* Config.Number("SIGNAL_MIN_PROBA").pipe(Config.withDefault(0.5))
+  if (!(minProba >= 0 && minProba <= 1)) {
+    return yield* new ConfigError({ message: `SIGNAL_MIN_PROBA must be a probability between 0 and 1 (got ${minProba})` })
+  }
+  return Option.map(Option.filter(path, (p) => p.trim().length > 0), (p): SignalModelOptions => ({ path: p.trim(), minProba }))
+})
+
+export const modelScoreSeconds = Metric.histogram("signals_model_score_seconds", {
+  description: "Model scoring of the crossover candidates of one delivery batch (features + ONNX run)",
+  boundaries: LATENCY_BUCKETS_SECONDS
+})
+/** Labels: reason (below_threshold, unscorable). */
+export const modelFilteredTotal = Metric.counter("signals_model_filtered_total", { description: "Candidates the model held back" })
+
+/** The signal worker with the model from config (SIGNAL_MODEL), if any. */
 export const runSignals = Effect.gen(function*() {
-  const bus = yield* Bus
-  const windows = yield* signalWindowsConfig
-  const state = initialSignalState(windows)
-  yield* bus.subscribe(MarketRaw, { group: SIGNALS_GROUP }).pipe(
-    Stream.runForEachArray((deliveries) =>
-      Effect.gen(function*() {
-        const out: Array<Candidate> = []
-        for (const d of deliveries) {
-          const c = stepSignal(state, d.value)
-          if (c !== undefined) out.push(c)
-        }
-        if (out.length > 0) {
-          // stamped here, not in the pure rule: the risk gate measures candidate → decision from it
-          const now = yield* Clock.currentTimeMillis
-          const stamped = out.map((c) => ({ ...c, emittedAt: now }))
-          yield* bus.publishAll(SignalsCandidate, stamped.map((c) => ({ key: c.symbol, value: c })))
-          for (const c of stamped) {
-            yield* Effect.logInfo("candidate", { id: c.id, symbol: c.symbol, side: c.side, price: c.price, ma10: c.ma10, ma30: c.ma30, delta: c.delta })
-            yield* Metric.update(tickToCandidateSeconds.pipe(Metric.withAttributes({ symbol: c.symbol })), secondsBetween(c.origin.receivedAt, now))
-          }
-          yield* Metric.update(candidatesTotal, out.length)
-        }
-        yield* commitBatch(deliveries)
+  const model = yield* signalModelConfig
+  return yield* runSignalsWith(model)
+})
+
+/**
+ * The signal worker; with a model, each crossover candidate is scored and only P(up) ≥ minProba goes on, carrying
+ * its probability. The model is loaded (and checked) once, before the first tick is read.
+ */
+export const runSignalsWith = (model: Option.Option<SignalModelOptions>) =>
+  Effect.gen(function*() {
+    const bus = yield* Bus
+    const windows = yield* signalWindowsConfig
+    const state = initialSignalState(windows)
+    const gate = Option.isSome(model) ? makeModelGate(yield* loadScorer(model.value.path), model.value.minProba) : undefined
+    if (gate !== undefined) {
+      yield* Effect.logInfo("signal model loaded", {
+        path: gate.scorer.path,
+        features: gate.scorer.features.join(","),
+        horizonMs: gate.scorer.sidecar.horizon,
+        minProba: gate.minProba,
+        trainedTo: new Date(gate.scorer.sidecar.trainedOn.to).toISOString()
       })
+    }
+    yield* bus.subscribe(MarketRaw, { group: SIGNALS_GROUP }).pipe(
+      Stream.runForEachArray((deliveries) =>
+        Effect.gen(function*() {
+          let out: Array<Candidate> = []
+          if (gate === undefined) {
+            for (const d of deliveries) {
+              const c = stepSignal(state, d.value)
+              if (c !== undefined) out.push(c)
+            }
+          } else {
+            // features must be read at the candidate's own tick: judge each candidate before feeding later ticks
+            const pending: Array<Promise<ReadonlyArray<GateVerdict>>> = []
+            for (const d of deliveries) {
+              gate.observe(d.value)
+              const c = stepSignal(state, d.value)
+              if (c !== undefined) pending.push(gate.judge([c]))
+            }
+            if (pending.length > 0) {
+              const started = yield* Clock.currentTimeNanos
+              const verdicts = (yield* Effect.promise(() => Promise.all(pending))).flat()
+              const took = Number((yield* Clock.currentTimeNanos) - started) / 1e9
+              yield* Metric.update(modelScoreSeconds, took)
+              out = []
+              for (const v of verdicts) {
+                if (v._tag === "Pass") out.push(v.candidate)
+                else {
+                  yield* Metric.update(modelFilteredTotal.pipe(Metric.withAttributes({ reason: v.reason })), 1)
+                  yield* Effect.logInfo("candidate held back by the model", {
+                    id: v.candidate.id,
+                    symbol: v.candidate.symbol,
+                    side: v.candidate.side,
+                    reason: v.reason,
+                    probability: v.probability,
+                    minProba: gate.minProba
+                  })
+                }
+              }
+            }
+          }
+          if (out.length > 0) {
+            // stamped here, not in the pure rule: the risk gate measures candidate → decision from it
+            const now = yield* Clock.currentTimeMillis
+            const stamped = out.map((c) => ({ ...c, emittedAt: now }))
+            yield* bus.publishAll(SignalsCandidate, stamped.map((c) => ({ key: c.symbol, value: c })))
+            for (const c of stamped) {
+              yield* Effect.logInfo("candidate", {
+                id: c.id,
+                symbol: c.symbol,
+                side: c.side,
+                price: c.price,
+                ma10: c.ma10,
+                ma30: c.ma30,
+                delta: c.delta,
+                ...(c.probability === undefined ? {} : { probability: c.probability })
+              })
+              yield* Metric.update(tickToCandidateSeconds.pipe(Metric.withAttributes({ symbol: c.symbol })), secondsBetween(c.origin.receivedAt, now))
+            }
+            yield* Metric.update(candidatesTotal, out.length)
+          }
+          yield* commitBatch(deliveries)
+        })
+      )
     )
-  )
-}).pipe(Effect.annotateLogs({ stage: "signals" }))
+  }).pipe(Effect.scoped, Effect.annotateLogs({ stage: "signals" }))

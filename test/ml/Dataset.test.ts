@@ -5,7 +5,7 @@ import type { Tick } from "../../src/domain/Messages.ts"
 import { buildDataset, META } from "../../src/ml/Dataset.ts"
 import { duck, numericColumns, parquetMetadata, rows } from "../../src/ml/Duck.ts"
 import { arrayHistory, compile, FEATURES, SPEC_HASH } from "../../src/ml/FeatureSpec.ts"
-import { initialSignalState, stepSignal } from "../../src/signals/SignalWorker.ts"
+import { featuresOf, initialSignalState, stepSignal } from "../../src/signals/SignalWorker.ts"
 import { randomWalk, T0, tempDir, writeStore } from "./support.ts"
 
 /** 35 trades of TST, one a second, price 100, 101, …, 134; size 1, 2, 3, 1, …; taker BUY on even trades. */
@@ -135,8 +135,8 @@ describe("dataset", () => {
       const mas = new Map<number, readonly [number, number]>()
       for (const t of own) {
         stepSignal(state, t)
-        const s = state.get(t.symbol)!
-        mas.set(t.tradeId, [s.sum10 / 10, s.sum30 / 30])
+        const f = featuresOf(state, t.symbol)!
+        mas.set(t.tradeId, [f.ma10, f.ma30])
       }
       assert.isAbove(ds.length, 300)
       for (let r = 0; r < ds.length; r++) {
