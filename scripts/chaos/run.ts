@@ -1,0 +1,41 @@
+/**
+ * `npm run chaos [-- --minutes N] [--seed S] [--rate R] [--broker-restarts K] [--keep]`: the chaos harness
+ * (scripts/chaos/harness.ts) for N minutes of chaos (default 5), then its checks. Exit 0 only when every check passed.
+ * `npm run chaos --minutes 5` (without `--`) works too: npm hands the flag over as npm_config_minutes.
+ */
+import { formatReport, runChaos } from "./harness.ts"
+
+const args = process.argv.slice(2)
+const flag = (name: string): string | undefined => {
+  const i = args.indexOf(`--${name}`)
+  if (i !== -1) return args[i + 1]
+  const eq = args.find((a) => a.startsWith(`--${name}=`))
+  if (eq !== undefined) return eq.slice(name.length + 3)
+  return process.env[`npm_config_${name.replaceAll("-", "_")}`]
+}
+const number = (name: string, fallback: number, min: number, max: number): number => {
+  const raw = flag(name) ?? (name === "minutes" && /^\d+(\.\d+)?$/.test(args[0] ?? "") ? args[0] : undefined)
+  if (raw === undefined || raw === "" || raw === "true") return fallback
+  const n = Number(raw)
+  if (!Number.isFinite(n) || n < min || n > max) {
+    console.error(`chaos: --${name} must be a number from ${min} to ${max} (got "${raw}")`)
+    process.exit(2)
+  }
+  return n
+}
+
+const minutes = number("minutes", 5, 0.25, 240)
+const options = {
+  durationMs: minutes * 60_000,
+  seed: flag("seed") === undefined ? undefined : number("seed", 1, 0, 2 ** 31),
+  ticksPerSecond: number("rate", 50, 1, 2000),
+  brokerRestarts: number("broker-restarts", Math.max(1, Math.min(12, Math.round(minutes))), 0, 100),
+  keep: args.includes("--keep")
+}
+
+// Ctrl-C / SIGTERM: exit through process.exit so the harness's exit hook kills the stages and stops its broker
+for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => process.exit(130))
+
+const report = await runChaos(options)
+console.log(formatReport(report))
+process.exit(report.violations.length === 0 ? 0 : 1)
