@@ -45,6 +45,10 @@ export interface SimExchangeOptions {
   readonly marketFaults?: MarketFaults
   /** Public trades kept per symbol for historicalTrades. Default 200,000. */
   readonly historyLimit?: number
+  /** Observer: called right after a trade was sent to the stream clients (benchmarks time tick → order with it). */
+  readonly onTradeSent?: (symbol: string, tradeId: number) => void
+  /** Observer: an order placement (POST /api/v3/order) arrived; `receivedAt` is `performance.now()` when its request started. */
+  readonly onOrderRequest?: (clientOrderId: string, receivedAt: number) => void
 }
 
 /** An order the simulator accepted or executed (rejected requests leave no order, as on Binance). */
@@ -83,6 +87,10 @@ export interface SimExchange {
   orders(): ReadonlyArray<SimOrder>
   requests(): ReadonlyArray<SimRequest>
   emitTrade(symbol: string, price: number, qty?: number): void
+  /** One random-walk trade of `symbol` now (what `ticksPerSecond` does on a timer). */
+  tick(symbol: string): void
+  /** WebSocket clients connected now. */
+  streamClients(): number
   setPrice(symbol: string, price: number): void
   /** Terminates every WebSocket client abruptly (no close frame). */
   dropConnections(): void
@@ -164,6 +172,7 @@ export const startSimExchange = async (options: SimExchangeOptions = {}): Promis
       history.record(trade)
       lastIds.set(trade.symbol, trade.tradeId)
       streams.publishTrade(trade)
+      options.onTradeSent?.(trade.symbol, trade.tradeId)
     }
   })
   const rest = new RestApi({
@@ -183,6 +192,7 @@ export const startSimExchange = async (options: SimExchangeOptions = {}): Promis
   }
 
   const handleHttp = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const startedAt = options.onOrderRequest === undefined ? 0 : performance.now()
     const rawUrl = req.url ?? "/"
     const q = rawUrl.indexOf("?")
     const pathname = q === -1 ? rawUrl : rawUrl.slice(0, q)
@@ -207,6 +217,10 @@ export const startSimExchange = async (options: SimExchangeOptions = {}): Promis
 
     if (method === "GET" && pathname === "/sim/orders") {
       return respond(res, 200, engine.orders().map(toSimOrder))
+    }
+    if (options.onOrderRequest !== undefined && method === "POST" && pathname === "/api/v3/order") {
+      const id = new URLSearchParams(rawBody === "" ? rawQuery : rawBody).get("newClientOrderId")
+      if (id !== null) options.onOrderRequest(id, startedAt)
     }
     const apiKeyHeader = req.headers["x-mbx-apikey"]
     const outcome = rest.handle({
@@ -277,6 +291,11 @@ export const startSimExchange = async (options: SimExchangeOptions = {}): Promis
       checkSymbol(symbol)
       engine.emitTrade(symbol, price, qty)
     },
+    tick: (symbol) => {
+      checkSymbol(symbol)
+      engine.tick(symbol)
+    },
+    streamClients: () => streams.clientCount(),
     setPrice: (symbol, price) => {
       checkSymbol(symbol)
       engine.setPrice(symbol, price)
