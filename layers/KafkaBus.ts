@@ -2,11 +2,15 @@
  * The Bus over Kafka (kafkajs 2.2.4): the same semantics as layers/InMemoryBus, checked by test/bus/contract.ts.
  *
  * - Publishing: one idempotent producer (acks=all, one request in flight), keyed by the given key so per-key order
- *   holds (a key always maps to the same partition), values JSON-encoded with the topic's Schema.
+ *   holds (a key always maps to the same partition), values JSON-encoded with the topic's Schema. Publishes that
+ *   arrive while a request is in flight wait in an outbox and leave together in the next request (all topics, up to
+ *   `maxBatchMessages`), in arrival order: no linger when idle, one round trip for many publishers when busy.
  * - Subscribing: one kafkajs consumer per `subscribe`, `autoCommit: false`. kafkajs hands batches to `eachBatch`,
  *   which offers each message to a bounded Queue and does not return while the queue is full, so the consumer never
  *   fetches far ahead of the stage (back-pressure). `resolveOffset` only moves kafkajs' fetch position; the group's
- *   offset moves only when the stage calls `Delivery.commit`.
+ *   offset moves only when the stage calls `Delivery.commit`. Commits of one subscription are coalesced the same
+ *   way as publishes: one OffsetCommit for every partition that asked while the previous one was in flight; each
+ *   `commit` completes when the request carrying its offset (or a later one) succeeded.
  * - A `Delivery.commit` after its subscription has ended (the stream completed, the consumer left the group) is
  *   still honoured, as in memory: it is written as an admin commit (no generation), which Kafka accepts while the
  *   group has no members. With a member present it fails with BusError, as it would in any Kafka client.
@@ -31,8 +35,10 @@ export interface KafkaBusOptions {
   readonly clientId: string
   /** Partitions of the topics this bus creates. */
   readonly partitions: number
-  /** Deliveries a subscription buffers before its consumer stops fetching (default 256). */
+  /** Deliveries a subscription buffers before its consumer stops fetching (default 4096; a stage takes what is buffered as one batch). */
   readonly bufferSize?: number
+  /** Most messages in one produce request (default 2000: well under the broker's 1 MB per partition batch for our messages). */
+  readonly maxBatchMessages?: number
   /** Consumer group session timeout (default 10 s; the dev broker allows down to 1 s). */
   readonly sessionTimeoutMs?: number
   /** Consumer heartbeat interval, also used while a full buffer holds the consumer back (default 1 s). */
@@ -134,7 +140,8 @@ interface PartitionCommits {
 
 export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError, Scope.Scope> =>
   Effect.gen(function*() {
-    const bufferSize = options.bufferSize ?? 256
+    const bufferSize = options.bufferSize ?? 4096
+    const maxBatchMessages = Math.max(1, options.maxBatchMessages ?? 2000)
     const sessionTimeout = options.sessionTimeoutMs ?? 10_000
     const heartbeatInterval = options.heartbeatIntervalMs ?? 1_000
     const maxWaitTimeInMs = options.maxWaitTimeMs ?? 50
@@ -272,8 +279,56 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
         )
       )
 
+    /** Publishes waiting for the request in flight; they leave together, in order (see the module comment). */
+    interface Outgoing {
+      readonly topic: string
+      readonly messages: Array<{ key: string; value: string }>
+      readonly resolve: () => void
+      readonly reject: (error: unknown) => void
+    }
+    const outbox: Array<Outgoing> = []
+    let sending = false
+    const pump = (): void => {
+      if (sending || outbox.length === 0) return
+      sending = true
+      const batch: Array<Outgoing> = []
+      let count = 0
+      while (outbox.length > 0 && (batch.length === 0 || count + outbox[0].messages.length <= maxBatchMessages)) {
+        const next = outbox.shift()!
+        batch.push(next)
+        count += next.messages.length
+      }
+      const byTopic = new Map<string, Array<{ key: string; value: string }>>()
+      for (const o of batch) {
+        const list = byTopic.get(o.topic)
+        if (list === undefined) byTopic.set(o.topic, [...o.messages])
+        else for (const m of o.messages) list.push(m)
+      }
+      producer.sendBatch({ acks: -1, topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })) }).then(
+        () => {
+          for (const o of batch) o.resolve()
+        },
+        (error: unknown) => {
+          for (const o of batch) o.reject(error)
+        }
+      ).finally(() => {
+        sending = false
+        pump()
+      })
+    }
+    const enqueue = (topic: string, messages: Array<{ key: string; value: string }>): Promise<void> =>
+      new Promise<void>((resolve, reject) => {
+        outbox.push({ topic, messages, resolve, reject })
+        pump()
+      })
+
     const send = (topic: string, messages: Array<{ key: string; value: string }>) =>
-      attempt("publish", topic, () => producer.send({ topic, acks: -1, messages }))
+      attempt("publish", topic, () => {
+        if (messages.length <= maxBatchMessages) return enqueue(topic, messages)
+        const parts: Array<Promise<void>> = []
+        for (let i = 0; i < messages.length; i += maxBatchMessages) parts.push(enqueue(topic, messages.slice(i, i + maxBatchMessages)))
+        return Promise.all(parts).then(() => undefined)
+      })
 
     const publishAll = <A>(topic: Topic<A>, messages: ReadonlyArray<{ readonly key: string; readonly value: A }>) =>
       Effect.gen(function*() {
@@ -355,6 +410,35 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
             }
           })
 
+          /** Live commits waiting for the OffsetCommit in flight: the highest offset per partition, and who waits on it. */
+          const commitWaiters: Array<{ readonly resolve: () => void; readonly reject: (error: unknown) => void }> = []
+          const commitTargets = new Map<number, number>()
+          let committing = false
+          const pumpCommits = (): void => {
+            if (committing || commitTargets.size === 0) return
+            committing = true
+            const offsets = [...commitTargets].map(([partition, offset]) => ({ topic: topic.name, partition, offset: String(offset) }))
+            const waiters = commitWaiters.splice(0)
+            commitTargets.clear()
+            consumer.commitOffsets(offsets).then(
+              () => {
+                for (const w of waiters) w.resolve()
+              },
+              (error: unknown) => {
+                for (const w of waiters) w.reject(error)
+              }
+            ).finally(() => {
+              committing = false
+              pumpCommits()
+            })
+          }
+          const commitLive = (partition: number, offset: number): Promise<void> =>
+            new Promise<void>((resolve, reject) => {
+              commitTargets.set(partition, Math.max(offset, commitTargets.get(partition) ?? 0))
+              commitWaiters.push({ resolve, reject })
+              pumpCommits()
+            })
+
           /** Commits `offset` (the next one to read) unless the group is already there; skips dead letters right above it. */
           const commitFrom = (partition: number, offset: number): Effect.Effect<void, BusError> =>
             Effect.suspend(() => {
@@ -364,8 +448,7 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
               if (target <= c.floor) return Effect.void
               c.floor = target
               return state.live
-                ? attempt("commit", topic.name, () =>
-                  consumer.commitOffsets([{ topic: topic.name, partition, offset: String(target) }]))
+                ? attempt("commit", topic.name, () => commitLive(partition, target))
                 : commitAsAdmin(groupId, topic.name, partition, target)
             })
 
@@ -384,10 +467,14 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
                   value: decoded.value,
                   partition,
                   offset,
+                  // built when run (a stage commits once per batch): a span made per message captures a stack
+                  // trace per message, a tenth of the consumer's CPU
                   commit: ephemeral
                     ? Effect.void
-                    : commitFrom(partition, offset + 1).pipe(
-                      Effect.withSpan("KafkaBus.commit", { attributes: { topic: topic.name, partition, offset } })
+                    : Effect.suspend(() =>
+                      commitFrom(partition, offset + 1).pipe(
+                        Effect.withSpan("KafkaBus.commit", { attributes: { topic: topic.name, partition, offset } })
+                      )
                     )
                 }
               }

@@ -114,7 +114,8 @@ export const replayThenLive = <A>(
 export const commitBatch = (deliveries: ReadonlyArray<Delivery<unknown>>): Effect.Effect<void, BusError> => {
   const last = new Map<number, Delivery<unknown>>()
   for (const d of deliveries) last.set(d.partition, d)
-  return Effect.forEach(last.values(), (d) => d.commit, { discard: true })
+  // concurrently: a backend may carry the partitions' commits in one request
+  return Effect.forEach(last.values(), (d) => d.commit, { discard: true, concurrency: "unbounded" })
 }
 
 /**

@@ -9,7 +9,7 @@ import { Kafka, logLevel } from "kafkajs"
 import { createConnection, createServer } from "node:net"
 import { beforeAll } from "vitest"
 import * as KafkaBus from "../../layers/KafkaBus.ts"
-import { Bus } from "../../src/bus/Bus.ts"
+import { Bus, commitBatch } from "../../src/bus/Bus.ts"
 import { AllTopics, DeadLetters, type Topic } from "../../src/domain/Topics.ts"
 import { busContract } from "./contract.ts"
 
@@ -48,7 +48,43 @@ const freshTopic = (label: string): Topic<typeof Num.Type> => ({
 })
 
 describe("KafkaBus", () => {
-  layer(KafkaBus.layerConfig({ ...options, bufferSize: 4 }), { timeout: 60_000, excludeTestServices: true })((it) => {
+  layer(KafkaBus.layerConfig({ ...options, bufferSize: 4, maxBatchMessages: 7 }), { timeout: 60_000, excludeTestServices: true })((it) => {
+    it.effect("publishes from many fibers at once, and batches above the request limit, keep per-key order and lose nothing", () =>
+      Effect.gen(function*() {
+        const bus = yield* Bus
+        const a = freshTopic("burst-a")
+        const b = freshTopic("burst-b")
+        const keys = Array.from({ length: 6 }, (_, i) => `K${i}`)
+        // every key's messages published one by one from its own fiber, to two topics, all concurrently
+        yield* Effect.forEach(
+          keys,
+          (key) => Effect.forEach(Array.from({ length: 15 }, (_, n) => n), (n) => bus.publish(n % 2 === 0 ? a : b, key, { n }), { discard: true }),
+          { concurrency: "unbounded", discard: true }
+        )
+        // one publish of 40 messages: six requests of at most 7
+        yield* bus.publishAll(a, Array.from({ length: 40 }, (_, n) => ({ key: "BIG", value: { n: 100 + n } })))
+        const fromA = yield* bus.subscribe(a, { group: `g.${runId}.burst-a`, ephemeral: true }).pipe(Stream.take(6 * 8 + 40), Stream.runCollect)
+        const fromB = yield* bus.subscribe(b, { group: `g.${runId}.burst-b`, ephemeral: true }).pipe(Stream.take(6 * 7), Stream.runCollect)
+        for (const key of keys) {
+          assert.deepStrictEqual(fromA.filter((d) => d.key === key).map((d) => d.value.n), [0, 2, 4, 6, 8, 10, 12, 14])
+          assert.deepStrictEqual(fromB.filter((d) => d.key === key).map((d) => d.value.n), [1, 3, 5, 7, 9, 11, 13])
+        }
+        assert.deepStrictEqual(fromA.filter((d) => d.key === "BIG").map((d) => d.value.n), Array.from({ length: 40 }, (_, n) => 100 + n))
+      }))
+
+    it.effect("commits of several partitions issued together all land", () =>
+      Effect.gen(function*() {
+        const bus = yield* Bus
+        const topic = freshTopic("commits")
+        const group = `g.${runId}.commits`
+        const keys = Array.from({ length: 12 }, (_, i) => `SYM${i}`)
+        yield* bus.publishAll(topic, keys.flatMap((key) => [0, 1].map((n) => ({ key, value: { n } }))))
+        const got = yield* bus.subscribe(topic, { group }).pipe(Stream.take(24), Stream.runCollect)
+        assert.isAbove(new Set(got.map((d) => d.partition)).size, 1)
+        yield* commitBatch(got)
+        assert.strictEqual(yield* bus.lag(topic, group), 0)
+      }))
+
     it.effect("creates every domain topic at start-up and reports ready", () =>
       Effect.gen(function*() {
         const bus = yield* Bus
