@@ -1,6 +1,6 @@
 /** The `autotrader` command line. */
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
-import { Cause, Effect, Exit, Option } from "effect"
+import { Cause, Effect, Exit, Option, Runtime } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import * as SimExchangeServer from "../sim/SimExchangeServer.ts"
 import { LoggingLive, parseDuration, symbolsConfig } from "./AppConfig.ts"
@@ -54,6 +54,8 @@ root.pipe(
   Effect.provide([NodeServices.layer, LoggingLive]),
   NodeRuntime.runMain({
     // a signal-driven stop (Ctrl-C, SIGTERM) that drained cleanly is a success
-    teardown: (exit, onExit) => onExit(Exit.isSuccess(exit) || Cause.hasInterruptsOnly(exit.cause) ? 0 : 1)
+    // a failure carrying an exit code (e.g. replay's bad inputs: 2, 65, 66, 73) exits with it; others with 1
+    teardown: (exit, onExit) =>
+      onExit(Exit.isSuccess(exit) || Cause.hasInterruptsOnly(exit.cause) ? 0 : Runtime.getErrorExitCode(Cause.squash(exit.cause)))
   })
 )

@@ -34,6 +34,8 @@ export interface TickFilter {
   readonly from?: number
   /** Exclusive, epoch ms. */
   readonly to?: number
+  /** Read exactly these files instead of every `*.parquet` under the path (replay's checked list). */
+  readonly files?: ReadonlyArray<string>
 }
 
 export interface SourceStats {
@@ -240,7 +242,7 @@ const LOOKAHEAD = 2
  */
 const mergedTicks = (path: string, filter: TickFilter, stats: SourceStats) =>
     Effect.gen(function*() {
-      const files = yield* listFiles(path)
+      const files = filter.files ?? (yield* listFiles(path))
       const fail = (cause: unknown) =>
         new StoreError({ operation: "read", path, message: cause instanceof Error ? cause.message : String(cause) })
       const open: Array<Cursor> = []

@@ -14,6 +14,7 @@ import type { BusError } from "../domain/Errors.ts"
 import type { Tick } from "../domain/Messages.ts"
 import { MarketRaw } from "../domain/Topics.ts"
 import { LATENCY_BUCKETS_SECONDS } from "../observability/Metrics.ts"
+import { makeExchangeInfoSaver } from "./ExchangeInfoFiles.ts"
 import { runRetention } from "./Retention.ts"
 import * as TickStoreLive from "./TickStore.ts"
 import { type PartitionKey, partitionOf, type StoreError, type TickColumns, TickStore } from "./TickStore.ts"
@@ -166,7 +167,11 @@ export interface StoreSinkStats {
  * The store's buffering, flushing and commit bookkeeping, independent of where deliveries come from
  * (the stage feeds it from the bus; the benchmark feeds it directly).
  */
-export const makeStoreSink = (options: Pick<StoreOptions, "flushRows" | "flushInterval" | "idleFlush">) =>
+export const makeStoreSink = (
+  options: Pick<StoreOptions, "flushRows" | "flushInterval" | "idleFlush">,
+  /** Called after each file is renamed into place (the stage saves the day's exchangeInfo from here). */
+  onFileWritten?: (key: PartitionKey) => Effect.Effect<void>
+) =>
   Effect.gen(function*() {
     const store = yield* TickStore
     const buffers = new Map<string, PartitionBuffer>()
@@ -229,6 +234,7 @@ export const makeStoreSink = (options: Pick<StoreOptions, "flushRows" | "flushIn
         yield* Metric.update(filesWritten, 1)
         yield* Metric.update(flushDurationSeconds, (ended - started) / 1000)
         yield* Effect.logDebug("parquet file written", { path: file.path, rows: file.rows, bytes: file.bytes, reason, ms: ended - started })
+        if (onFileWritten !== undefined) yield* onFileWritten(buffer.key)
       })
 
     const flush = (buffer: PartitionBuffer, reason: FlushReason) =>
@@ -369,7 +375,19 @@ export const runStoreWith = (options: StoreOptions) =>
           Effect.forkScoped
         )
       }
-      const sink = yield* makeStoreSink(options)
+      // the day's exchange filters beside its ticks, for backtests (in the background: the store never waits on the exchange)
+      const saveExchangeInfo = yield* makeExchangeInfoSaver(options.dataDir)
+      const scope = yield* Scope.Scope
+      const saving = new Set<Fiber.Fiber<void>>()
+      const sink = yield* makeStoreSink(options, (key) =>
+        saveExchangeInfo(key.symbol, key.date).pipe(
+          Effect.forkIn(scope),
+          Effect.tap((fiber) => Effect.sync(() => {
+            saving.add(fiber)
+            fiber.addObserver(() => saving.delete(fiber))
+          })),
+          Effect.asVoid
+        ))
       const check = Duration.min(options.flushInterval, options.idleFlush)
       const inputs = Stream.merge(
         bus.subscribe(MarketRaw, { group: STORE_GROUP }).pipe(
@@ -390,6 +408,8 @@ export const runStoreWith = (options: StoreOptions) =>
           Effect.gen(function*() {
             const pending = yield* sink.buffered
             yield* sink.flushAll("shutdown")
+            // a day's exchangeInfo being saved gets a bounded moment to finish
+            yield* Fiber.joinAll([...saving]).pipe(Effect.timeout("5 seconds"), Effect.ignore)
             yield* Effect.logInfo("tick store stopped", { flushedOnShutdown: pending, rows: sink.stats.rows, files: sink.stats.files })
           }).pipe(Effect.catch((e) => Effect.logError("flush on shutdown failed; uncommitted ticks will be redelivered", { error: e })))
         )

@@ -9,8 +9,9 @@ import { MarketRaw, SignalsCandidate } from "../../src/domain/Topics.ts"
 import type { RiskLimits } from "../../src/risk/RiskGate.ts"
 import * as SimExchangeServer from "../../src/sim/SimExchangeServer.ts"
 import { readTicks } from "../../src/storage/ParquetSource.ts"
+import { loadSavedRules } from "../../src/backtest/ExchangeRules.ts"
 import { makeReplayer, replay } from "../../src/backtest/Replay.ts"
-import { makeReportRecorder } from "../../src/backtest/Report.ts"
+import { Exchange } from "../../src/exchange/Exchange.ts"
 import { defaultStoreOptions, runStore, STORE_GROUP } from "../../src/storage/StoreService.ts"
 import * as TickStore from "../../src/storage/TickStore.ts"
 import { allStages, servicesFor } from "../support/pipeline.ts"
@@ -69,9 +70,17 @@ const liveRun = (symbols: ReadonlyArray<string>, ticksPerSecond: number) =>
         const published = end === 0
           ? []
           : yield* bus.subscribe(SignalsCandidate, { group: "determinism", ephemeral: true }).pipe(Stream.take(end), Stream.runCollect)
-        return { candidates: published.map((d) => d.value), ticks }
+        const exchange = yield* Exchange
+        const rules = yield* exchange.exchangeInfo(symbols)
+        return { candidates: published.map((d) => d.value), ticks, rules }
       }).pipe(Effect.provide(servicesFor(sim)))
     )
+    // the store saved the day's exchange filters beside the ticks; replay decodes them to the rules live used
+    const saved = yield* loadSavedRules(join(dir, "raw"))
+    assert.strictEqual(saved.dir, join(dir, "exchangeInfo"))
+    assert.strictEqual(saved.days.size, 1)
+    const day = [...saved.days.values()][0]
+    for (const r of live.rules) assert.deepStrictEqual(day.get(r.symbol), r)
     // the store's scope is closed: every file is complete
     const replayed: Array<string> = []
     const { summary } = yield* replay(dir, {}, limits, { fee: 0.001, slippageBps: 0 }, {
@@ -128,24 +137,6 @@ describe("replay", () => {
       yield* storeFixed(dir)
       const got = yield* readTicks(dir).pipe(Stream.runCollect)
       assert.deepStrictEqual(got, fixedTicks())
-    }))
-
-  it.effect("writes a self-contained HTML report with price, both MAs, entries/exits and equity", () =>
-    Effect.gen(function*() {
-      const dir = yield* tempDir()
-      yield* storeFixed(dir)
-      const recorder = makeReportRecorder()
-      const { summary } = yield* replay(dir, {}, limits, { fee: 0.001, slippageBps: 0 }, { observer: recorder.observer })
-      const html = recorder.render(summary)
-      yield* Effect.promise(() => import("node:fs/promises").then((fs) => fs.writeFile(join(dir, "r.html"), html)))
-      const text = yield* Effect.promise(() => readFile(join(dir, "r.html"), "utf8"))
-      assert.notMatch(text, /<script|https?:\/\//)
-      assert.strictEqual((text.match(/<svg /g) ?? []).length, 2) // BTCUSDT price chart + equity
-      assert.strictEqual((text.match(/<polyline /g) ?? []).length >= 4, true)
-      assert.strictEqual((text.match(/<title>BUY /g) ?? []).length, 2)
-      assert.strictEqual((text.match(/<title>SELL /g) ?? []).length, 2)
-      assert.include(text, "MA10")
-      assert.include(text, "MA30")
     }))
 
   it.live("determinism: replaying what a live run stored yields exactly the candidates it published, same ids, same order", () =>

@@ -1,0 +1,136 @@
+/**
+ * Backtest scenarios for the benchmark runner (bench/run.ts calls these; `node bench/backtest.ts` runs them alone
+ * and prints JSON). Targets (issue #14): a 9-combination grid replays at ≥ 1M ticks/s per combination-pass
+ * (ticks × combinations / wall time) on 2 cores; the report for 1M ticks is generated in under 2 s.
+ *
+ *   node bench/backtest.ts [ticks]     prepares a store tree, runs every scenario, prints JSON
+ */
+import { Effect } from "effect"
+import { mkdtempSync, rmSync, statSync } from "node:fs"
+import { mkdir, writeFile } from "node:fs/promises"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { runBacktest } from "../src/backtest/Backtest.ts"
+import { parseGrid } from "../src/backtest/Grid.ts"
+import type { Tick } from "../src/domain/Messages.ts"
+import { exchangeInfoJson, exchangeInfoPath } from "../src/storage/ExchangeInfoFiles.ts"
+import { defaultStoreOptions, makeStoreSink } from "../src/storage/StoreService.ts"
+import * as TickStore from "../src/storage/TickStore.ts"
+
+export const T0 = Date.UTC(2024, 0, 1, 0, 0, 0)
+const limits = { orderQty: 0.001, maxPosition: 0.01, maxTradesPerMinute: 2, maxTradesPerHour: 20 }
+const BATCH = 512
+
+/** `n` ticks over two symbols, a seeded random walk, one tick every 3 ms. */
+export const makeTicks = (n: number, seed0 = 7): Array<Tick> => {
+  let seed = seed0 >>> 0
+  // mulberry32: a seeded uniform generator without float overflow (prices wander, no drift)
+  const rand = () => {
+    seed = (seed + 0x6d2b79f5) >>> 0
+    let t = seed
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296
+  }
+  const price = { BTCUSDT: 42_000, ETHUSDT: 2_250 }
+  const out: Array<Tick> = []
+  for (let i = 0; i < n; i++) {
+    const symbol = i % 2 === 0 ? "BTCUSDT" : "ETHUSDT"
+    price[symbol] *= 1 + (rand() - 0.5) * 0.001
+    const ts = T0 + i * 3
+    out.push({ symbol, price: Math.round(price[symbol] * 100) / 100, size: Math.round(rand() * 1000) / 1000, side: rand() < 0.5 ? "BUY" : "SELL", tradeId: 3_000_000_000 + i, ts, receivedAt: ts + 2 })
+  }
+  return out
+}
+
+/** Writes `n` ticks as the store stage does, plus the day's exchangeInfo (Binance-like filters). Not timed. */
+export const prepareStore = async (dir: string, n: number): Promise<void> => {
+  const ticks = makeTicks(n)
+  await Effect.runPromise(
+    Effect.scoped(
+      Effect.gen(function*() {
+        const sink = yield* makeStoreSink(defaultStoreOptions)
+        for (let i = 0; i < ticks.length; i += BATCH) {
+          yield* sink.offer(ticks.slice(i, i + BATCH).map((value, k) => ({ topic: "market.raw", key: value.symbol, value, partition: 0, offset: i + k, commit: Effect.void })))
+        }
+        yield* sink.flushAll("shutdown")
+      }).pipe(Effect.provide(TickStore.layer({ dataDir: dir })))
+    )
+  )
+  const day = new Date(T0).toISOString().slice(0, 10)
+  const rules = (symbol: string, base: string, step: number) => ({
+    symbol, status: "TRADING", baseAsset: base, quoteAsset: "USDT", tickSize: 0.01, minPrice: 0.01, maxPrice: 1_000_000,
+    stepSize: step, minQty: step, maxQty: 9000, minNotional: 5, applyMinToMarket: true
+  })
+  await mkdir(join(dir, "exchangeInfo"), { recursive: true })
+  await writeFile(exchangeInfoPath(dir, day), exchangeInfoJson([rules("BTCUSDT", "BTC", 0.00001), rules("ETHUSDT", "ETH", 0.0001)]))
+}
+
+export interface ScenarioResult {
+  readonly ticks: number
+  readonly combinations: number
+  readonly seconds: number
+  /** ticks / s of the one read */
+  readonly ticksPerSec: number
+  /** ticks × combinations / s */
+  readonly comboTicksPerSec: number
+}
+
+const timed = async <A>(f: () => Promise<A>): Promise<[A, number]> => {
+  const started = performance.now()
+  const a = await f()
+  return [a, (performance.now() - started) / 1000]
+}
+
+/** One pass over the tree with a 3 × 3 grid of MA windows (9 strategy states per tick). */
+export const gridScenario = async (dir: string): Promise<ScenarioResult> => {
+  const grid = parseGrid(["fast=5,10,20", "slow=30,60,120"])
+  if (typeof grid === "string") throw new Error(grid)
+  const [out, seconds] = await timed(() =>
+    Effect.runPromise(runBacktest({ path: dir, fee: 0.001, slippageBps: 1, windows: { fast: 10, slow: 30 }, limits, grid, rankBy: "sharpe" }))
+  )
+  return { ticks: out.ticks, combinations: out.ranked.length, seconds, ticksPerSec: out.ticks / seconds, comboTicksPerSec: (out.ticks * out.ranked.length) / seconds }
+}
+
+/** The plain replay (one combination) through the backtest path, for comparison. */
+export const singleScenario = async (dir: string): Promise<ScenarioResult> => {
+  const [out, seconds] = await timed(() =>
+    Effect.runPromise(runBacktest({ path: dir, fee: 0.001, slippageBps: 1, windows: { fast: 10, slow: 30 }, limits }))
+  )
+  return { ticks: out.ticks, combinations: 1, seconds, ticksPerSec: out.ticks / seconds, comboTicksPerSec: out.ticks / seconds }
+}
+
+export interface ReportResult {
+  readonly ticks: number
+  /** Whole replay with the report (recording + render + write). */
+  readonly seconds: number
+  /** The same replay without a report, measured just before. */
+  readonly baselineSeconds: number
+  /** What the report adds: seconds − baselineSeconds. */
+  readonly reportSeconds: number
+  readonly bytes: number
+}
+
+/** Report generation cost: the replay with `--report` minus the same replay without it. */
+export const reportScenario = async (dir: string): Promise<ReportResult> => {
+  const base = await singleScenario(dir)
+  const path = join(dir, "report.html")
+  const [out, seconds] = await timed(() =>
+    Effect.runPromise(runBacktest({ path: dir, fee: 0.001, slippageBps: 1, windows: { fast: 10, slow: 30 }, limits, report: path }))
+  )
+  return { ticks: out.ticks, seconds, baselineSeconds: base.seconds, reportSeconds: seconds - base.seconds, bytes: statSync(path).size }
+}
+
+if (import.meta.main) {
+  const n = Number(process.argv[2] ?? 1_000_000)
+  const dir = mkdtempSync(join(tmpdir(), "bench-backtest-"))
+  try {
+    await prepareStore(dir, n)
+    const single = await singleScenario(dir)
+    const grid = await gridScenario(dir)
+    const report = await reportScenario(dir)
+    process.stdout.write(`${JSON.stringify({ single, grid, report }, null, 1)}\n`)
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
