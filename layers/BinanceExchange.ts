@@ -3,13 +3,14 @@
  * (HMAC-SHA256, `X-MBX-APIKEY`, `timestamp`, `recvWindow`, `signature`). Base URLs as Binance documents them
  * (`wss://stream.binance.com:9443`, `https://api.binance.com`); the paths are appended here.
  */
-import { Cause, Clock, Config, Duration, Effect, Exit, Layer, Metric, Option, Queue, Redacted, Ref, Schema, Stream } from "effect"
+import { BigDecimal, Cause, Clock, Config, Duration, Effect, Exit, Layer, Metric, Option, Queue, Redacted, Ref, Schema, Stream } from "effect"
 import WebSocket from "ws"
 import { Bus, decodeReason, publishDeadLetter } from "../src/bus/Bus.ts"
 import type { Fill } from "../src/domain/Messages.ts"
 import {
   ApiErrorBody,
   combinedStreamUrl,
+  Decimal,
   decodeTradeFrame,
   ExchangeInfoWire,
   type FrameResult,
@@ -72,13 +73,16 @@ export const exchangeConfig = (defaults: { readonly wsBaseUrl?: string; readonly
 
 const usedWeight = Metric.gauge("exchange_used_weight_1m", { description: "Binance X-MBX-USED-WEIGHT-1M" })
 
-const num = (s: string | undefined): number => (s === undefined ? 0 : Number(s))
+const ZERO = BigDecimal.fromBigInt(0n)
+const toNumber = BigDecimal.toNumberUnsafe
 
+// Quantities and prices arrive as exact decimals (decoded by `Decimal`); the order keeps them exact, a fill (a bus
+// message) carries numbers.
 const toOrder = (w: typeof OrderWire.Type): ExchangeOrder => {
   const fills: Array<Fill> = (w.fills ?? []).map((f) => ({
-    price: Number(f.price),
-    qty: Number(f.qty),
-    commission: Number(f.commission),
+    price: toNumber(f.price),
+    qty: toNumber(f.qty),
+    commission: toNumber(f.commission),
     commissionAsset: f.commissionAsset,
     ...(f.tradeId === undefined ? {} : { tradeId: f.tradeId })
   }))
@@ -88,18 +92,21 @@ const toOrder = (w: typeof OrderWire.Type): ExchangeOrder => {
     clientOrderId: w.clientOrderId,
     status: w.status ?? "NEW",
     side: w.side ?? "",
-    origQty: num(w.origQty),
-    executedQty: num(w.executedQty),
-    quoteQty: num(w.cummulativeQuoteQty),
+    origQty: w.origQty ?? ZERO,
+    executedQty: w.executedQty ?? ZERO,
+    quoteQty: w.cummulativeQuoteQty ?? ZERO,
     time: w.transactTime ?? w.time ?? 0,
     fills
   }
 }
 
-const filterNumber = (f: Record<string, unknown>, key: string, fallback: number): number => {
+const decodeDecimal = Schema.decodeUnknownOption(Decimal)
+
+/** A filter's decimal string, exactly; a missing or malformed value means "no limit" (0). */
+const filterDecimal = (f: Record<string, unknown>, key: string): BigDecimal.BigDecimal => {
   const v = f[key]
-  const n = typeof v === "string" || typeof v === "number" ? Number(v) : Number.NaN
-  return Number.isFinite(n) ? n : fallback
+  const decoded = decodeDecimal(typeof v === "number" ? String(v) : v)
+  return Option.getOrElse(decoded, () => ZERO)
 }
 
 export const toRules = (s: (typeof ExchangeInfoWire.Type)["symbols"][number]): SymbolRules => {
@@ -113,16 +120,19 @@ export const toRules = (s: (typeof ExchangeInfoWire.Type)["symbols"][number]): S
     status: s.status,
     baseAsset: s.baseAsset,
     quoteAsset: s.quoteAsset,
-    tickSize: filterNumber(price, "tickSize", 0),
-    minPrice: filterNumber(price, "minPrice", 0),
-    maxPrice: filterNumber(price, "maxPrice", 0),
-    stepSize: filterNumber(lot, "stepSize", 0),
-    minQty: filterNumber(lot, "minQty", 0),
-    maxQty: filterNumber(lot, "maxQty", 0),
-    minNotional: filterNumber(notional, "minNotional", 0),
+    tickSize: filterDecimal(price, "tickSize"),
+    minPrice: filterDecimal(price, "minPrice"),
+    maxPrice: filterDecimal(price, "maxPrice"),
+    stepSize: filterDecimal(lot, "stepSize"),
+    minQty: filterDecimal(lot, "minQty"),
+    maxQty: filterDecimal(lot, "maxQty"),
+    minNotional: filterDecimal(notional, "minNotional"),
     applyMinToMarket: notional.applyMinToMarket === undefined ? true : notional.applyMinToMarket === true
   }
 }
+
+/** Connection errors that happen before the request is written: the exchange never saw it. */
+const NOT_SENT_CODES: ReadonlySet<string> = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH"])
 
 export const make = (options: BinanceExchangeOptions) =>
   Effect.gen(function*() {
@@ -135,6 +145,10 @@ export const make = (options: BinanceExchangeOptions) =>
         : Effect.void
     const offset = yield* Ref.make(0)
     const usage = yield* Ref.make<RateUsage>({})
+    const serverTime = Effect.gen(function*() {
+      const now = yield* Clock.currentTimeMillis
+      return Math.round(now + (yield* Ref.get(offset)))
+    })
 
     const readUsage = (headers: Headers) =>
       Effect.gen(function*() {
@@ -156,15 +170,15 @@ export const make = (options: BinanceExchangeOptions) =>
       path: string,
       params: Record<string, string | number>,
       signed: boolean,
-      schema: S
+      schema: S,
+      signing: { readonly timestamp?: number | undefined; readonly recvWindowMs?: number | undefined } = {}
     ): Effect.Effect<S["Type"], ExchangeError> =>
       Effect.gen(function*() {
         let query: string
         if (signed) {
-          const now = yield* Clock.currentTimeMillis
-          const skew = yield* Ref.get(offset)
+          const timestamp = signing.timestamp ?? (yield* serverTime)
           query = signedQuery(
-            { ...params, recvWindow: options.recvWindowMs, timestamp: Math.round(now + skew) },
+            { ...params, recvWindow: signing.recvWindowMs ?? options.recvWindowMs, timestamp: Math.round(timestamp) },
             Redacted.value(options.apiSecret)
           )
         } else query = encodeParams(params)
@@ -179,7 +193,13 @@ export const make = (options: BinanceExchangeOptions) =>
           },
           catch: (e) => {
             const err = e as { message?: string; cause?: { code?: string; message?: string } }
-            return new ExchangeUnavailable({ operation, reason: err.cause?.code ?? err.cause?.message ?? err.message ?? String(e) })
+            const code = err.cause?.code
+            return new ExchangeUnavailable({
+              operation,
+              reason: code ?? err.cause?.message ?? err.message ?? String(e),
+              // refused or unresolvable before any byte was sent: the request provably did not reach the exchange
+              ...(code !== undefined && NOT_SENT_CODES.has(code) ? { notSent: true } : {})
+            })
           }
         }).pipe(
           Effect.timeoutOrElse({
@@ -324,7 +344,8 @@ export const make = (options: BinanceExchangeOptions) =>
             newOrderRespType: "FULL"
           },
           true,
-          OrderWire
+          OrderWire,
+          { timestamp: req.timestamp, recvWindowMs: req.recvWindowMs }
         ).pipe(Effect.map(toOrder), Effect.withSpan("Exchange.placeOrder")),
       queryOrder: (symbol, clientOrderId) =>
         request("queryOrder", "GET", "/api/v3/order", { symbol, origClientOrderId: clientOrderId }, true, OrderWire).pipe(
@@ -335,9 +356,9 @@ export const make = (options: BinanceExchangeOptions) =>
         request("orderTrades", "GET", "/api/v3/myTrades", { symbol, orderId }, true, MyTradesWire).pipe(
           Effect.map((trades) =>
             trades.map((t): Fill => ({
-              price: Number(t.price),
-              qty: Number(t.qty),
-              commission: Number(t.commission),
+              price: toNumber(t.price),
+              qty: toNumber(t.qty),
+              commission: toNumber(t.commission),
               commissionAsset: t.commissionAsset,
               tradeId: t.id
             }))
@@ -353,7 +374,8 @@ export const make = (options: BinanceExchangeOptions) =>
           ExchangeInfoWire
         ).pipe(Effect.map((info) => info.symbols.map(toRules))),
       syncTime,
-      usage: Ref.get(usage)
+      usage: Ref.get(usage),
+      serverTime
     })
   })
 

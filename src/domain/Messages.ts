@@ -121,8 +121,28 @@ export const Fill = Schema.Struct({
 })
 export type Fill = typeof Fill.Type
 
-/** The order was about to be sent. Written before the REST call: a restart sees it in flight. */
-export const OrderSubmitted = Schema.TaggedStruct("OrderSubmitted", { ...OrderRef })
+/**
+ * Fields of a signed placement request, made durable BEFORE it is sent: `signedAt` is the request's `timestamp`
+ * parameter (exchange-clock estimate, ms) and `recvWindowMs` its window. The exchange executes the request only if it
+ * arrives before `signedAt + recvWindowMs` (exchange clock), so an order that is not found is resendable only after
+ * the LATEST attempt's window has passed. Optional for events written before these fields existed (then `ts` is used).
+ */
+const Signed = {
+  signedAt: Schema.optional(EpochMillis),
+  recvWindowMs: Schema.optional(Schema.Finite)
+}
+
+/** The order was about to be sent (its first signed attempt). Written before the REST call: a restart sees it in flight. */
+export const OrderSubmitted = Schema.TaggedStruct("OrderSubmitted", { ...OrderRef, ...Signed })
+/**
+ * A further signed placement request for the same client order id (retry after 429/418/−1021, or a resend once the
+ * exchange said −2013 after the previous window): written before it is sent, like `OrderSubmitted`. `attempt` is 2, 3, …
+ */
+export const OrderAttempt = Schema.TaggedStruct("OrderAttempt", {
+  ...OrderRef,
+  ...Signed,
+  attempt: Schema.Int
+})
 /** The exchange accepted the order (e.g. a LIMIT resting on the book). */
 export const OrderAccepted = Schema.TaggedStruct("OrderAccepted", {
   ...OrderRef,
@@ -144,7 +164,9 @@ export const OrderFilled = Schema.TaggedStruct("OrderFilled", {
 export const OrderRejected = Schema.TaggedStruct("OrderRejected", {
   ...OrderRef,
   code: Schema.Int,
-  reason: Schema.String
+  reason: Schema.String,
+  /** false when no request for this order ever reached the exchange (refused locally): no trade cap is used up. */
+  reachedExchange: Schema.optional(Schema.Boolean)
 })
 /** The outcome is unknown (timeout, dropped connection, 5xx): the order may exist; it stays in flight. */
 export const OrderUncertain = Schema.TaggedStruct("OrderUncertain", {
@@ -155,11 +177,14 @@ export const OrderUncertain = Schema.TaggedStruct("OrderUncertain", {
 export const OrderFailed = Schema.TaggedStruct("OrderFailed", {
   ...OrderRef,
   code: Schema.Int,
-  reason: Schema.String
+  reason: Schema.String,
+  /** false when no request for this order ever reached the exchange (halted, connection refused): no trade cap is used up. */
+  reachedExchange: Schema.optional(Schema.Boolean)
 })
 
 export const OrderEvent = Schema.Union([
   OrderSubmitted,
+  OrderAttempt,
   OrderAccepted,
   OrderFilled,
   OrderRejected,
@@ -173,7 +198,9 @@ export type OrderFilled = typeof OrderFilled.Type
 export const Control = Schema.Struct({
   command: Schema.Literals(["pause", "resume"]),
   by: Schema.String,
-  ts: EpochMillis
+  ts: EpochMillis,
+  /** Only this symbol (e.g. the order manager pausing a symbol whose order hit a bound); absent = all symbols. */
+  symbol: Schema.optional(Symbol)
 })
 export type Control = typeof Control.Type
 

@@ -121,7 +121,11 @@ export const historicalTicks = (
 
 export const ApiErrorBody = Schema.Struct({ code: Schema.Number, msg: Schema.String })
 
-const Decimal = Schema.String
+/**
+ * Binance's decimal strings ("0.00100000", "27341.5") decoded exactly, never through a float: LOT_SIZE and NOTIONAL
+ * checks, executed quantities and quote amounts stay exact. Anything that is not a plain decimal fails the decode.
+ */
+export const Decimal = Schema.String.check(Schema.isPattern(/^-?\d+(\.\d+)?$/)).pipe(Schema.decodeTo(Schema.BigDecimalFromString))
 
 export const OrderFillWire = Schema.Struct({
   price: Decimal,

@@ -3,23 +3,24 @@
  * Binance spot (layers/BinanceExchange.ts), so the simulator, the Binance testnet and Binance itself are
  * interchangeable by URL and keys.
  */
-import { Context, type Effect, type Stream } from "effect"
+import { type BigDecimal, Context, type Effect, type Stream } from "effect"
 import type { Fill, OrderSide, Tick } from "../domain/Messages.ts"
 import type { FrameResult } from "./BinanceCodec.ts"
 import type { ExchangeError, MarketStreamError } from "./ExchangeErrors.ts"
 
+/** A symbol's exchange filters as exact decimals (Binance sends them as decimal strings, e.g. "0.00001000"). 0 = no limit. */
 export interface SymbolRules {
   readonly symbol: string
   readonly status: string
   readonly baseAsset: string
   readonly quoteAsset: string
-  readonly tickSize: number
-  readonly minPrice: number
-  readonly maxPrice: number
-  readonly stepSize: number
-  readonly minQty: number
-  readonly maxQty: number
-  readonly minNotional: number
+  readonly tickSize: BigDecimal.BigDecimal
+  readonly minPrice: BigDecimal.BigDecimal
+  readonly maxPrice: BigDecimal.BigDecimal
+  readonly stepSize: BigDecimal.BigDecimal
+  readonly minQty: BigDecimal.BigDecimal
+  readonly maxQty: BigDecimal.BigDecimal
+  readonly minNotional: BigDecimal.BigDecimal
   readonly applyMinToMarket: boolean
 }
 
@@ -31,6 +32,12 @@ export interface OrderRequest {
   readonly quantity: string
   readonly price?: string
   readonly clientOrderId: string
+  /**
+   * The signed `timestamp` (exchange-clock ms) and `recvWindow` to use. The order manager sets them so that it can make
+   * them durable before the request leaves; absent, the exchange signs with its own clock estimate and window.
+   */
+  readonly timestamp?: number
+  readonly recvWindowMs?: number
 }
 
 export interface ExchangeOrder {
@@ -40,9 +47,10 @@ export interface ExchangeOrder {
   /** NEW, PARTIALLY_FILLED, FILLED, CANCELED, REJECTED, EXPIRED, … */
   readonly status: string
   readonly side: string
-  readonly origQty: number
-  readonly executedQty: number
-  readonly quoteQty: number
+  /** Exact, as the exchange wrote them. */
+  readonly origQty: BigDecimal.BigDecimal
+  readonly executedQty: BigDecimal.BigDecimal
+  readonly quoteQty: BigDecimal.BigDecimal
   readonly time: number
   readonly fills: ReadonlyArray<Fill>
 }
@@ -84,6 +92,8 @@ export interface ExchangeShape {
   /** Re-reads the server time and adjusts the offset used for signed timestamps. Returns the offset (ms). */
   readonly syncTime: Effect.Effect<number, ExchangeError>
   readonly usage: Effect.Effect<RateUsage>
+  /** The exchange's clock as we estimate it (our Clock + the offset from the last syncTime); no request is made. */
+  readonly serverTime: Effect.Effect<number>
 }
 
 export class Exchange extends Context.Service<Exchange, ExchangeShape>()("autotrader/exchange/Exchange") {}

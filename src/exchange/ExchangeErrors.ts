@@ -24,7 +24,9 @@ export class ExchangeRateLimited extends Schema.TaggedError<ExchangeRateLimited>
 export class ExchangeUnavailable extends Schema.TaggedError<ExchangeUnavailable>()("ExchangeUnavailable", {
   operation: Schema.String,
   reason: Schema.String,
-  httpStatus: Schema.optional(Schema.Number)
+  httpStatus: Schema.optional(Schema.Number),
+  /** true when the request provably never left (connection refused, host not resolved): the outcome is known, nothing happened. */
+  notSent: Schema.optional(Schema.Boolean)
 }) {}
 
 /** The exchange answered with something that is not its documented format. Outcome unknown for orders. */

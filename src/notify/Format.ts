@@ -96,6 +96,8 @@ export const formatOrderEvent = (e: OrderEvent, pnl?: number): string => {
   switch (e._tag) {
     case "OrderSubmitted":
       return `📤 <b>Order sent</b> ${e.action} ${orderHead(e)} · ${code(e.clientOrderId)}`
+    case "OrderAttempt":
+      return `🔁 <b>Order resent</b> (attempt ${e.attempt}) ${e.action} ${orderHead(e)} · ${code(e.clientOrderId)}`
     case "OrderAccepted":
       return `📥 <b>Order accepted</b> ${orderHead(e)} · #${e.orderId} ${txt(e.status, 40)} · ${code(e.clientOrderId)}`
     case "OrderFilled": {
@@ -123,7 +125,11 @@ export const formatAlert = (a: Alert): string =>
   `${a.level === "error" ? "🚨" : "⚠️"} <b>${a.level === "error" ? "Error" : "Warning"}</b> ${txt(a.source, 40)}: ${txt(a.message)}`
 
 export const formatControl = (c: Control): string =>
-  c.command === "pause"
+  c.symbol !== undefined
+    ? c.command === "pause"
+      ? `⏸ <b>${txt(c.symbol)} paused</b> by ${txt(c.by, 60)}: its orders are held until /resume`
+      : `▶️ <b>${txt(c.symbol)} resumed</b> by ${txt(c.by, 60)}`
+    : c.command === "pause"
     ? `⏸ <b>Trading paused</b> by ${txt(c.by, 60)}: new candidates are rejected until /resume`
     : `▶️ <b>Trading resumed</b> by ${txt(c.by, 60)}`
 

@@ -23,7 +23,7 @@ import {
   orderKind
 } from "./Format.ts"
 import { intervalFor, makeOutbox, type NotifierEvent, type Outbox } from "./Outbox.ts"
-import { applyControl, applyOrder, makeView, recordCandidate, recordDecision } from "./StatusView.ts"
+import { applyControl, applyOrder, makeSeen, makeView, orderEventKey, recordCandidate, recordDecision } from "./StatusView.ts"
 import { type ChatId, DEFAULT_API_ROOT, Telegram } from "./Telegram.ts"
 
 export { type NotifierEvent } from "./Outbox.ts"
@@ -128,6 +128,10 @@ export const runNotifier = (options: NotifierOptions) =>
       }
       const targets = options.chatIds.map((id) => outboxes.get(id)!)
       const notify = (line: BatchLine) => Effect.forEach(targets, (box) => box.push(line), { discard: true })
+      // At-least-once delivery (a restart before the commit, a producer retry) must not tell the chat twice:
+      // every message is keyed by its identity and told once.
+      const seen = makeSeen()
+      const once = (key: string, line: () => BatchLine) => Effect.suspend(() => (seen(key) ? notify(line()) : Effect.void))
 
       const consume = <A>(topic: Topic<A>, handle: (a: A) => Effect.Effect<void>) =>
         bus.subscribe(topic, { group: `${NOTIFY_GROUP}-${topic.name}`, start: options.start ?? "earliest" }).pipe(
@@ -154,21 +158,26 @@ export const runNotifier = (options: NotifierOptions) =>
           consume(SignalsCandidate, (c) =>
             Effect.suspend(() => {
               recordCandidate(view, c)
-              return notify({ kind: "candidate", html: formatCandidate(c) })
+              return once(`candidate/${c.id}`, () => ({ kind: "candidate", html: formatCandidate(c) }))
             })),
           consume(SignalsApproved, (a) =>
             Effect.suspend(() => {
               recordDecision(view, a)
-              return notify({ kind: "approved", html: formatApproved(a) })
+              return once(`approved/${a.id}`, () => ({ kind: "approved", html: formatApproved(a) }))
             })),
           consume(SignalsRejected, (r) =>
             Effect.suspend(() => {
               recordDecision(view, r)
-              return notify({ kind: "rejected", html: formatRejected(r) })
+              return once(`rejected/${r.id}`, () => ({ kind: "rejected", html: formatRejected(r) }))
             })),
-          consume(OrdersEvents, (e) => Effect.suspend(() => notify({ kind: orderKind(e), html: formatOrderEvent(e, applyOrder(view, e)) }))),
-          consume(ControlTopic, (c) => notify({ kind: "control", html: formatControl(c) })),
-          consume(Alerts, (a) => notify({ kind: "alert", html: formatAlert(a) })),
+          consume(OrdersEvents, (e) =>
+            Effect.suspend(() => {
+              const pnl = applyOrder(view, e)
+              return once(`order/${orderEventKey(e)}`, () => ({ kind: orderKind(e), html: formatOrderEvent(e, pnl) }))
+            })),
+          consume(ControlTopic, (c) =>
+            once(`control/${c.command}/${c.by}/${c.symbol ?? "*"}/${c.ts}`, () => ({ kind: "control", html: formatControl(c) }))),
+          consume(Alerts, (a) => once(`alert/${a.source}/${a.ts}/${a.message}`, () => ({ kind: "alert", html: formatAlert(a) }))),
           ...(options.commands === false
             ? []
             : [

@@ -33,6 +33,39 @@ export const makeView = (startedAt: number, symbols: ReadonlyArray<string>, maxS
   pausedBy: undefined
 })
 
+/**
+ * Identity of an order event for de-duplication: a final event (fill, rejection, failure) happens once per order,
+ * whoever emitted it and whenever; the others are keyed by their time (an order may be uncertain, or retried, more
+ * than once) and attempt number.
+ */
+export const orderEventKey = (e: OrderEvent): string => {
+  switch (e._tag) {
+    case "OrderFilled":
+    case "OrderRejected":
+    case "OrderFailed":
+      return `${e.clientOrderId}/${e._tag}`
+    case "OrderAttempt":
+      return `${e.clientOrderId}/${e._tag}/${e.attempt}/${e.ts}`
+    default:
+      return `${e.clientOrderId}/${e._tag}/${e.ts}`
+  }
+}
+
+/** A bounded memory of keys already handled (insertion order; the oldest is forgotten first). */
+export const makeSeen = (capacity = 10_000) => {
+  const keys = new Set<string>()
+  /** true the first time `key` is offered. */
+  return (key: string): boolean => {
+    if (keys.has(key)) return false
+    keys.add(key)
+    if (keys.size > capacity) {
+      const oldest = keys.values().next().value
+      if (oldest !== undefined) keys.delete(oldest)
+    }
+    return true
+  }
+}
+
 /** Applies `event` once; returns the realized PnL of a sell fill (also when it was applied before). */
 export const applyOrder = (view: StatusView, event: OrderEvent): number | undefined => {
   if (event._tag !== "OrderFilled") return undefined
@@ -64,7 +97,9 @@ export const recordDecision = (view: StatusView, decision: Approved | Rejected):
   }
 }
 
+/** Global pause/resume only: a per-symbol pause (the order manager's, after a bound) does not pause everything. */
 export const applyControl = (view: StatusView, control: Control): void => {
+  if (control.symbol !== undefined) return
   view.paused = control.command === "pause"
   view.pausedBy = view.paused ? control.by : undefined
 }

@@ -1,17 +1,38 @@
 /**
- * Order manager: approved signal → signed MARKET order → `orders.events`. Never a duplicate, never a lost order:
+ * Order manager: approved signal → signed MARKET order → `orders.events`. Never a duplicate, never a lost order,
+ * never an unbounded loop. The order path is a bounded state machine:
+ *
+ * ```
+ *   approved ──► place ──► Placed ──► settle ──► OrderFilled | OrderRejected
+ *                 │  ▲ retry (429/418 after Retry-After, busy, refused connection, −1021 after a resync):
+ *                 │  └ `placeSchedule`, at most `maxAttempts` signed requests → OrderFailed
+ *                 ├─► refused (filters, balance) → OrderRejected;  credentials/unknown code → OrderFailed + halt
+ *                 └─► unknown (timeout, drop, 5xx) → OrderUncertain ──► reconcile
+ *   reconcile: look the order up (`lookupSchedule`, at most `maxLookups`):
+ *        found ──► settle (a resting order is polled on the same bounded schedule, never reset)
+ *        −2013 ──► wait until the LATEST attempt can no longer execute, look once more; still −2013 → not placed:
+ *                  resend (a new attempt), at most `maxResends` times → OrderFailed + alert + symbol paused
+ *        still unknown after the bound ──► OrderUncertain ("gave up …") + alert + symbol paused; the order is
+ *                  reconciled in the background (`backgroundSchedule`, bounded) and its lane moves on.
+ * ```
+ *
+ * Idempotency and crash safety:
  * - the client order id follows from the signal id, and the state of every signal handled is rebuilt from
  *   `orders.events` at start, so a redelivered approval is never sent twice;
- * - `OrderSubmitted` is published BEFORE the REST call, so a crash mid-call is seen as "in flight" on restart;
- * - an unknown outcome (timeout, dropped connection, 5xx) is never assumed to be a failure: the order is looked up
- *   (`GET /api/v3/order?origClientOrderId=`) and resent only when the exchange says it does not exist (−2013)
- *   AND the original request can no longer execute (its timestamp is older than recvWindow);
- * - 429/418 honour Retry-After and hold every request until then; −1021 resyncs the clock and retries once.
+ * - EVERY signed placement request is made durable before it leaves: `OrderSubmitted` (first) or `OrderAttempt`
+ *   (further ones) carries its signed `timestamp` (`signedAt`, exchange clock) and `recvWindow`. An order the exchange
+ *   does not know (−2013) is resent only once the latest attempt can no longer execute:
+ *   exchange time > signedAt + recvWindow + `clockSkewMarginMs`. A restarted manager rebuilds the latest attempt from
+ *   the events, so a retry held in transit across a crash cannot be doubled by a resend;
+ * - 429/418 honour Retry-After and hold every request until then; −1021 resyncs the clock, bounded.
+ *
+ * Lanes: `handle` is called per symbol in FIFO order by `OrderService`; symbols run independently, so a stuck symbol
+ * only holds its own lane, and a given-up order never holds even that (its reconciliation is in the background).
  */
-import { Clock, Duration, Effect, Metric, Ref } from "effect"
+import { BigDecimal, Clock, Data, Duration, Effect, Metric, Ref, Schedule } from "effect"
 import { Bus } from "../bus/Bus.ts"
 import type { BusError } from "../domain/Errors.ts"
-import type { Alert, Approved, OrderEvent, Origin } from "../domain/Messages.ts"
+import type { Alert, Approved, Control, OrderEvent, Origin } from "../domain/Messages.ts"
 import { Alerts, ControlTopic, OrdersEvents } from "../domain/Topics.ts"
 import { Exchange, type ExchangeOrder, type OrderRequest, type SymbolRules } from "../exchange/Exchange.ts"
 import type { ExchangeError } from "../exchange/ExchangeErrors.ts"
@@ -21,13 +42,24 @@ import { clientOrderIdFor, prepareMarketOrder, roundDownToStep } from "./OrderPr
 
 export interface OrderManagerOptions {
   readonly symbols: ReadonlyArray<string>
-  /** Binance recvWindow used for signed requests (ms): an order older than this can no longer execute. */
+  /** recvWindow signed into every placement (ms): a request older than this (exchange clock) can no longer execute. */
   readonly recvWindowMs: number
-  /** Attempts for throttled requests before the order is given up (known not placed). */
+  /** Signed placement requests per placement round before the order is given up (known not placed): 429, busy, refused. */
   readonly maxAttempts: number
-  /** Lookups of an uncertain order before it is left in flight and an operator is alerted. */
+  /** Lookups of an uncertain order (or polls of a resting one) before it is handed to background reconciliation. */
   readonly maxLookups: number
+  /** First lookup / retry delay; grows exponentially (jittered) up to `maxBackoff`. */
   readonly lookupBackoff: Duration.Duration
+  readonly maxBackoff: Duration.Duration
+  /** Resends after the exchange said −2013 past the last attempt's window, before the signal ends as OrderFailed. */
+  readonly maxResends: number
+  /** −1021 answers (each followed by a clock resync) tolerated per round before giving up. */
+  readonly maxResyncs: number
+  /** Added to recvWindow before a not-found order counts as "can no longer execute": clock-offset error, transit. */
+  readonly clockSkewMarginMs: number
+  /** Background reconciliation of a given-up order: every `backgroundEvery`, at most `backgroundLookups` times. */
+  readonly backgroundEvery: Duration.Duration
+  readonly backgroundLookups: number
 }
 
 export const defaultOrderManagerOptions = (symbols: ReadonlyArray<string>): OrderManagerOptions => ({
@@ -35,7 +67,13 @@ export const defaultOrderManagerOptions = (symbols: ReadonlyArray<string>): Orde
   recvWindowMs: 5000,
   maxAttempts: 6,
   maxLookups: 20,
-  lookupBackoff: Duration.millis(500)
+  lookupBackoff: Duration.millis(500),
+  maxBackoff: Duration.seconds(10),
+  maxResends: 2,
+  maxResyncs: 2,
+  clockSkewMarginMs: 1000,
+  backgroundEvery: Duration.seconds(30),
+  backgroundLookups: 120
 })
 
 type Status = "submitted" | "uncertain" | "accepted" | "filled" | "rejected" | "failed"
@@ -49,8 +87,13 @@ interface OrderRecord {
   readonly qty: number
   readonly origin: Origin
   status: Status
-  /** Clock time of the last send; resending is safe only once it is older than recvWindow. */
-  sentAt: number
+  /** Signed placement requests made durable so far (OrderSubmitted = 1, OrderAttempt = its number). */
+  attempts: number
+  /** The latest attempt's signed timestamp (exchange clock) and window: until both have passed it may still execute. */
+  signedAt: number
+  recvWindowMs: number
+  /** Whether any request for this order may have reached the exchange (false: refused connections only). */
+  reachedExchange: boolean
 }
 
 const FINAL: ReadonlySet<Status> = new Set(["filled", "rejected", "failed"])
@@ -58,6 +101,7 @@ const FINAL: ReadonlySet<Status> = new Set(["filled", "rejected", "failed"])
 const statusOf = (e: OrderEvent): Status => {
   switch (e._tag) {
     case "OrderSubmitted":
+    case "OrderAttempt":
       return "submitted"
     case "OrderUncertain":
       return "uncertain"
@@ -76,24 +120,53 @@ export const ordersSent = Metric.counter("orders_sent_total", { description: "Or
 export const ordersFilled = Metric.counter("orders_filled_total", { description: "Orders filled" })
 export const ordersRejected = Metric.counter("orders_rejected_total", { description: "Orders rejected (exchange or local)" })
 export const orderErrors = Metric.counter("orders_errors_total", { description: "Exchange errors seen by the order manager" })
+export const ordersGivenUp = Metric.counter("orders_given_up_total", {
+  description: "Orders whose retry, lookup or resend bound was hit (failed, or handed to background reconciliation)"
+})
 export const duplicatesSuppressed = Metric.counter("orders_duplicates_suppressed_total", {
   description: "Approved signals redelivered and not sent again"
 })
 
 export interface OrderManager {
-  /** Rebuilds state from past `orders.events` (call before handling anything). */
+  /** Rebuilds state from past `orders.events` (call before handling anything); idempotent, any order of events. */
   readonly rebuild: (events: Iterable<OrderEvent>) => void
-  /** Handles one approved signal to a final or in-flight state. */
+  /** Handles one approved signal to a final state, or to "given up, reconciling in the background". Bounded. */
   readonly handle: (approved: Approved) => Effect.Effect<void, BusError>
-  /** Reconciles every order a previous run left in flight. */
+  /** Orders a previous run left in flight, each with the effect that reconciles it (run them in their symbol's lane). */
+  readonly inFlightOrders: Effect.Effect<ReadonlyArray<{ readonly symbol: string; readonly reconcile: Effect.Effect<void, BusError> }>>
+  /** Reconciles every order a previous run left in flight, one after the other. */
   readonly resumeInFlight: Effect.Effect<void, BusError>
   /** Observes an order event published by anyone (keeps state in step across instances). */
   readonly observe: (event: OrderEvent) => void
+  /** An operator's /resume lifts the manager's halts (all, or the symbol's). */
+  readonly control: (control: Control) => void
+  /** @deprecated use `control`; `false` lifts every halt. */
   readonly setPaused: (paused: boolean) => void
   /** Loads / refreshes exchange filters. */
   readonly refreshRules: Effect.Effect<void, ExchangeError>
   readonly inFlight: Effect.Effect<number>
 }
+
+// ---- outcomes of one step (typed, so each loop's Schedule retries exactly what it may retry) ----------------------
+
+/** This request certainly did not execute and may be retried after a delay (429/418, busy, refused, −1021). */
+class PlaceRetry extends Data.TaggedError("PlaceRetry")<{ readonly code: number; readonly reason: string; readonly sent: boolean }> {}
+/** A lookup failed in a way worth trying again. */
+class LookupRetry extends Data.TaggedError("LookupRetry")<{ readonly reason: string }> {}
+/** The exchange does not know the order and the latest attempt can no longer execute. */
+class NotPlaced extends Data.TaggedError("NotPlaced")<{ readonly reason: string }> {}
+
+type PlaceResult =
+  | { readonly _tag: "Placed"; readonly order: ExchangeOrder }
+  | { readonly _tag: "Unknown"; readonly reason: string }
+  | { readonly _tag: "Done" }
+
+type LookupResult =
+  | { readonly _tag: "Found"; readonly order: ExchangeOrder }
+  | { readonly _tag: "NotFound" }
+  | { readonly _tag: "Unknown"; readonly reason: string }
+
+const RESTING = new Set(["NEW", "PARTIALLY_FILLED", "PENDING_NEW"])
 
 export const makeOrderManager = (options: OrderManagerOptions) =>
   Effect.gen(function*() {
@@ -103,13 +176,21 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
     const rules = new Map<string, SymbolRules>()
     const halted = new Map<string, string>() // symbol or "*" → reason
     const decidedAt = new Map<string, number>() // signal id → approval time, until the exchange answers (metrics)
+    const background = new Set<string>() // signal ids reconciled in the background
     const notBefore = yield* Ref.make(0) // no request before this time (rate limit / ban)
+    const scope = yield* Effect.scope
+
+    /** Capped exponential backoff with jitter, `times` recurrences at most: the bound of every loop here. */
+    const backoff = (times: number) =>
+      Schedule.min([Schedule.exponential(options.lookupBackoff), Schedule.spaced(options.maxBackoff)]).pipe(
+        Schedule.jittered,
+        Schedule.upTo({ times: Math.max(0, times) })
+      )
 
     const observe = (e: OrderEvent): void => {
-      const existing = records.get(e.signalId)
-      const status = statusOf(e)
-      if (existing === undefined) {
-        records.set(e.signalId, {
+      let r = records.get(e.signalId)
+      if (r === undefined) {
+        r = {
           signalId: e.signalId,
           clientOrderId: e.clientOrderId,
           symbol: e.symbol,
@@ -117,12 +198,23 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
           action: e.action,
           qty: e.qty,
           origin: e.origin,
-          status,
-          sentAt: e.ts
-        })
-      } else if (!FINAL.has(existing.status)) {
-        existing.status = status
-        if (e._tag === "OrderSubmitted") existing.sentAt = e.ts
+          status: statusOf(e),
+          attempts: 0,
+          signedAt: 0,
+          recvWindowMs: options.recvWindowMs,
+          reachedExchange: false
+        }
+        records.set(e.signalId, r)
+      } else if (!FINAL.has(r.status)) r.status = statusOf(e)
+      // attempts only grow, whatever order the events arrive in (rebuild from several partitions, redelivery)
+      if (e._tag === "OrderSubmitted" || e._tag === "OrderAttempt") {
+        const signedAt = e.signedAt ?? e.ts
+        if (signedAt >= r.signedAt) {
+          r.signedAt = signedAt
+          r.recvWindowMs = e.recvWindowMs ?? options.recvWindowMs
+        }
+        r.attempts = Math.max(r.attempts, e._tag === "OrderAttempt" ? e.attempt : 1)
+        r.reachedExchange = true // as far as a rebuild can tell: it was about to be sent
       }
     }
 
@@ -149,7 +241,9 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
           case "OrderFailed":
             return yield* Effect.logError("order failed", { ...base, code: event.code, reason: event.reason })
           case "OrderUncertain":
-            return yield* Effect.logWarning("order outcome unknown, looking it up", { ...base, reason: event.reason })
+            return yield* Effect.logWarning("order outcome unknown", { ...base, reason: event.reason })
+          case "OrderAttempt":
+            return yield* Effect.logInfo("order resent", { ...base, attempt: event.attempt })
           default:
             return yield* Effect.logInfo(event._tag === "OrderSubmitted" ? "order submitted" : "order accepted", base)
         }
@@ -161,14 +255,15 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
         yield* bus.publish(Alerts, "orders", { source: "orders", level, message, ts, ...(origin === undefined ? {} : { origin }) })
       })
 
+    /** Stops trading a symbol (or all): new approvals for it fail at once here, and the risk gate stops approving. */
     const halt = (symbol: string | undefined, reason: string, origin: Origin) =>
       Effect.gen(function*() {
         halted.set(symbol ?? "*", reason)
         yield* Effect.logError("trading halted", { symbol: symbol ?? "ALL", reason })
         yield* alert("error", `Trading halted for ${symbol ?? "ALL symbols"}: ${reason}`, origin)
         const ts = yield* Clock.currentTimeMillis
-        // tell the risk gate to stop approving; an operator's /resume lifts it
-        yield* bus.publish(ControlTopic, "control", { command: "pause", by: "order-manager", ts })
+        // an operator's /resume lifts it
+        yield* bus.publish(ControlTopic, "control", { command: "pause", by: "order-manager", ts, ...(symbol === undefined ? {} : { symbol }) })
       })
 
     const refreshRules = Effect.gen(function*() {
@@ -195,32 +290,206 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
     })
 
     const now = Clock.currentTimeMillis
+    const countError = (r: OrderRecord, e: ExchangeError) =>
+      Metric.update(orderErrors.pipe(Metric.withAttributes({ symbol: r.symbol, kind: e._tag })), 1)
 
-    /** Turns what the exchange says about an order into events; polls until a resting order is final. */
-    const settle = (r: OrderRecord, order: ExchangeOrder): Effect.Effect<void, BusError> =>
+    /** 429/418: hold every request until Retry-After has passed. */
+    const holdFor = (retryAfterMs: number, httpStatus: number, r: OrderRecord) =>
       Effect.gen(function*() {
         const ts = yield* now
-        if (order.status === "NEW" || order.status === "PARTIALLY_FILLED" || order.status === "PENDING_NEW") {
-          if (r.status !== "accepted") yield* emit({ _tag: "OrderAccepted", ...eventBase(r, ts), orderId: order.orderId, status: order.status })
-          return yield* lookup(r, 0)
+        yield* Ref.update(notBefore, (n) => Math.max(n, ts + retryAfterMs))
+        yield* Effect.logWarning("rate limited by the exchange; holding requests", { status: httpStatus, retryAfterMs, clientOrderId: r.clientOrderId })
+        if (httpStatus === 418) yield* alert("warning", `Exchange ban (418): requests held for ${Math.round(retryAfterMs / 1000)} s`, r.origin)
+      })
+
+    const resync = Effect.gen(function*() {
+      const offset = yield* exchange.syncTime.pipe(Effect.catch(() => Effect.succeed(Number.NaN)))
+      yield* Effect.logWarning("timestamp outside recvWindow; clock resynced", { offsetMs: offset })
+    })
+
+    // ---- place ---------------------------------------------------------------------------------------------------
+
+    const requestFor = (r: OrderRecord, signedAt: number): OrderRequest => ({
+      symbol: r.symbol,
+      side: r.side,
+      type: "MARKET",
+      quantity: roundDownToStep(r.qty, rules.get(r.symbol)?.stepSize ?? 0),
+      clientOrderId: r.clientOrderId,
+      timestamp: signedAt,
+      recvWindowMs: options.recvWindowMs
+    })
+
+    /** One signed placement request, made durable (OrderSubmitted / OrderAttempt with its timestamp) before it leaves. */
+    const placeOnce = (r: OrderRecord, resyncs: Ref.Ref<number>): Effect.Effect<PlaceResult, PlaceRetry | BusError> =>
+      Effect.gen(function*() {
+        yield* waitForPermit
+        const signedAt = yield* exchange.serverTime
+        const ts = yield* now
+        const attempt = r.attempts + 1
+        const signed = { signedAt, recvWindowMs: options.recvWindowMs }
+        yield* emit(attempt === 1 ? { _tag: "OrderSubmitted", ...eventBase(r, ts), ...signed } : { _tag: "OrderAttempt", ...eventBase(r, ts), ...signed, attempt })
+        yield* Metric.update(ordersSent.pipe(Metric.withAttributes({ symbol: r.symbol, side: r.side })), 1)
+        const result = yield* exchange.placeOrder(requestFor(r, signedAt)).pipe(Effect.result)
+        if (result._tag === "Success") return { _tag: "Placed", order: result.success } as const
+        const error = result.failure
+        yield* countError(r, error)
+        const at = yield* now
+        switch (error._tag) {
+          case "ExchangeRateLimited":
+            yield* holdFor(error.retryAfterMs, error.httpStatus, r)
+            return yield* new PlaceRetry({ code: -1003, reason: `rate limited (HTTP ${error.httpStatus})`, sent: true })
+          case "ExchangeUnavailable":
+            if (error.notSent === true) return yield* new PlaceRetry({ code: 0, reason: `not sent: ${error.reason}`, sent: false })
+            return { _tag: "Unknown", reason: error.reason } as const
+          case "ExchangeDecodeError":
+            return { _tag: "Unknown", reason: `undecodable response: ${error.message}` } as const
+          case "ExchangeApiError": {
+            const decision = classifyApiError(error.code, error.msg)
+            switch (decision) {
+              case "resync": {
+                const n = yield* Ref.updateAndGet(resyncs, (k) => k + 1)
+                if (n > options.maxResyncs) {
+                  yield* emit({ _tag: "OrderRejected", ...eventBase(r, at), code: error.code, reason: `${error.msg} (after ${n - 1} clock resyncs)` })
+                  return { _tag: "Done" } as const
+                }
+                yield* resync
+                return yield* new PlaceRetry({ code: error.code, reason: error.msg, sent: true })
+              }
+              case "backoff":
+                return yield* new PlaceRetry({ code: error.code, reason: error.msg, sent: true })
+              case "reconcile":
+                return { _tag: "Unknown", reason: `${error.code} ${error.msg}` } as const
+              case "reject":
+                if (error.code === -1013) yield* refreshRules.pipe(Effect.ignore)
+                yield* emit({ _tag: "OrderRejected", ...eventBase(r, at), code: error.code, reason: error.msg })
+                return { _tag: "Done" } as const
+              case "haltSymbol":
+              case "haltAll":
+                yield* halt(decision === "haltSymbol" ? r.symbol : undefined, `${error.code} ${error.msg}`, r.origin)
+                yield* emit({ _tag: "OrderFailed", ...eventBase(r, at), code: error.code, reason: error.msg })
+                return { _tag: "Done" } as const
+            }
+          }
         }
-        if (order.executedQty > 0) {
-          const fills = order.fills.length > 0 ? order.fills : yield* tradesOf(r, order)
-          const commission = fills.reduce((sum, f) => sum + f.commission, 0)
+      }).pipe(Effect.tap(() => Effect.sync(() => {
+        r.reachedExchange = true
+      })), Effect.tapError((e) => Effect.sync(() => {
+        if (e._tag !== "PlaceRetry" || e.sent) r.reachedExchange = true
+      })))
+
+    /** Placement with its bounded retry: `maxAttempts` signed requests in this round at most. */
+    const placeRound = (r: OrderRecord): Effect.Effect<PlaceResult, BusError> =>
+      Effect.gen(function*() {
+        const resyncs = yield* Ref.make(0)
+        return yield* placeOnce(r, resyncs).pipe(
+          Effect.retry({ schedule: backoff(options.maxAttempts - 1), while: (e) => e._tag === "PlaceRetry" }),
+          Effect.catchTag("PlaceRetry", (e) =>
+            Effect.gen(function*() {
+              yield* giveUpFailed(r, e.code, `${e.reason}; not placed after ${options.maxAttempts} attempts`)
+              return { _tag: "Done" } as const
+            }))
+        )
+      })
+
+    // ---- look up -------------------------------------------------------------------------------------------------
+
+    /** One lookup by client order id. −1021 resyncs the clock first (bounded by the caller's schedule). */
+    const lookupOnce = (r: OrderRecord): Effect.Effect<LookupResult, LookupRetry | BusError> =>
+      Effect.gen(function*() {
+        yield* waitForPermit
+        const result = yield* exchange.queryOrder(r.symbol, r.clientOrderId).pipe(Effect.result)
+        if (result._tag === "Success") return { _tag: "Found", order: result.success } as const
+        const error = result.failure
+        yield* countError(r, error)
+        switch (error._tag) {
+          case "ExchangeRateLimited":
+            yield* holdFor(error.retryAfterMs, error.httpStatus, r)
+            return yield* new LookupRetry({ reason: `rate limited (HTTP ${error.httpStatus})` })
+          case "ExchangeUnavailable":
+            return yield* new LookupRetry({ reason: error.reason })
+          case "ExchangeDecodeError":
+            return yield* new LookupRetry({ reason: `undecodable response: ${error.message}` })
+          case "ExchangeApiError": {
+            if (error.code === -2013) return { _tag: "NotFound" } as const
+            const decision = classifyApiError(error.code, error.msg)
+            if (decision === "resync") yield* resync
+            if (decision === "haltAll" || decision === "haltSymbol") {
+              yield* halt(decision === "haltSymbol" ? r.symbol : undefined, `${error.code} ${error.msg}`, r.origin)
+              return { _tag: "Unknown", reason: `${error.code} ${error.msg}` } as const
+            }
+            return yield* new LookupRetry({ reason: `${error.code} ${error.msg}` })
+          }
+        }
+      })
+
+    /** Lookups on the bounded backoff (the first after one backoff step: give the exchange a moment). */
+    const lookupRound = (r: OrderRecord): Effect.Effect<LookupResult, BusError> =>
+      Effect.sleep(options.lookupBackoff).pipe(
+        Effect.andThen(lookupOnce(r)),
+        Effect.retry({ schedule: backoff(options.maxLookups - 1), while: (e) => e._tag === "LookupRetry" }),
+        Effect.catchTag("LookupRetry", (e) =>
+          Effect.succeed<LookupResult>({ _tag: "Unknown", reason: `${e.reason} (after ${options.maxLookups} lookups)` }))
+      )
+
+    /** ms until the latest attempt can no longer execute (exchange clock, with the skew margin); ≤ 0 = now. */
+    const untilSafe = (r: OrderRecord) =>
+      Effect.map(exchange.serverTime, (t) => r.signedAt + r.recvWindowMs + options.clockSkewMarginMs - t)
+
+    /**
+     * What happened to an order whose outcome is unknown. Not found counts only once the latest attempt can no
+     * longer execute: before that, wait for its window to pass and look again (a held request may still arrive).
+     */
+    const reconcile = (r: OrderRecord): Effect.Effect<LookupResult | { readonly _tag: "NotPlaced" }, BusError> =>
+      Effect.gen(function*() {
+        const first = yield* lookupRound(r)
+        if (first._tag !== "NotFound") return first
+        const wait = yield* untilSafe(r)
+        if (wait <= 0) return { _tag: "NotPlaced" } as const
+        yield* Effect.logInfo("order not found yet; waiting until its last attempt can no longer execute", { clientOrderId: r.clientOrderId, waitMs: wait })
+        yield* Effect.sleep(Duration.millis(wait))
+        const second = yield* lookupRound(r)
+        return second._tag === "NotFound" ? { _tag: "NotPlaced" } as const : second
+      })
+
+    // ---- settle --------------------------------------------------------------------------------------------------
+
+    /** Turns what the exchange says about an order into its final event; a resting order is polled, bounded. */
+    const settle = (r: OrderRecord, order: ExchangeOrder): Effect.Effect<void, BusError> =>
+      Effect.gen(function*() {
+        let current = order
+        if (RESTING.has(current.status)) {
+          if (r.status !== "accepted") yield* emit({ _tag: "OrderAccepted", ...eventBase(r, yield* now), orderId: current.orderId, status: current.status })
+          const polled = yield* lookupOnce(r).pipe(
+            Effect.flatMap((res) =>
+              res._tag === "Found" && RESTING.has(res.order.status) ? Effect.fail(new LookupRetry({ reason: `still ${res.order.status}` })) : Effect.succeed(res)
+            ),
+            Effect.delay(options.lookupBackoff),
+            Effect.retry({ schedule: backoff(options.maxLookups - 1), while: (e) => e._tag === "LookupRetry" }),
+            Effect.catchTag("LookupRetry", (e) => Effect.succeed<LookupResult>({ _tag: "Unknown", reason: `${e.reason} after ${options.maxLookups} polls` }))
+          )
+          if (polled._tag !== "Found") return yield* giveUpUncertain(r, polled._tag === "Unknown" ? polled.reason : "resting order disappeared")
+          current = polled.order
+        }
+        const ts = yield* now
+        if (BigDecimal.isPositive(current.executedQty)) {
+          const fills = current.fills.length > 0 ? current.fills : yield* tradesOf(r, current)
+          const commission = BigDecimal.toNumberUnsafe(BigDecimal.sumAll(fills.map((f) => BigDecimal.fromNumberUnsafe(f.commission))))
+          const executedQty = BigDecimal.toNumberUnsafe(current.executedQty)
+          const quoteQty = BigDecimal.toNumberUnsafe(current.quoteQty)
           return yield* emit({
             _tag: "OrderFilled",
             ...eventBase(r, ts),
-            orderId: order.orderId,
-            status: order.status,
-            executedQty: order.executedQty,
-            avgPrice: order.quoteQty / order.executedQty,
-            quoteQty: order.quoteQty,
+            orderId: current.orderId,
+            status: current.status,
+            executedQty,
+            avgPrice: BigDecimal.toNumberUnsafe(BigDecimal.divideUnsafe(current.quoteQty, current.executedQty)),
+            quoteQty,
             commission,
             commissionAsset: fills[0]?.commissionAsset ?? "",
             fills
           })
         }
-        return yield* emit({ _tag: "OrderRejected", ...eventBase(r, ts), code: 0, reason: `order ${order.status} without execution` })
+        return yield* emit({ _tag: "OrderRejected", ...eventBase(r, ts), code: 0, reason: `order ${current.status} without execution` })
       })
 
     // GET /api/v3/order carries no fills: ask for the order's trades; if that fails the fee stays unknown (0), not guessed.
@@ -230,191 +499,185 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
         Effect.orElseSucceed((): ExchangeOrder["fills"] => [])
       )
 
-    const requestFor = (r: OrderRecord): OrderRequest => {
-      const step = rules.get(r.symbol)?.stepSize ?? 0
-      return { symbol: r.symbol, side: r.side, type: "MARKET", quantity: roundDownToStep(r.qty, step), clientOrderId: r.clientOrderId }
-    }
+    // ---- bounds hit ----------------------------------------------------------------------------------------------
 
-    /** Sends (or resends) the order. `attempt` counts throttled tries; `resynced` allows one −1021 retry. */
-    const send = (r: OrderRecord, attempt: number, resynced: boolean): Effect.Effect<void, BusError> =>
+    /** A bound was hit and the order certainly does not exist: OrderFailed, an alert, the symbol paused. */
+    const giveUpFailed = (r: OrderRecord, code: number, reason: string) =>
       Effect.gen(function*() {
-        yield* waitForPermit
-        r.sentAt = yield* now
-        yield* Metric.update(ordersSent.pipe(Metric.withAttributes({ symbol: r.symbol, side: r.side })), 1)
-        const result = yield* exchange.placeOrder(requestFor(r)).pipe(Effect.result)
-        if (result._tag === "Success") return yield* settle(r, result.success)
-        return yield* onError(r, result.failure, attempt, resynced, "send")
-      })
-
-    const onError = (
-      r: OrderRecord,
-      error: ExchangeError,
-      attempt: number,
-      resynced: boolean,
-      phase: "send" | "lookup"
-    ): Effect.Effect<void, BusError> =>
-      Effect.gen(function*() {
-        yield* Metric.update(orderErrors.pipe(Metric.withAttributes({ symbol: r.symbol, kind: error._tag })), 1)
-        const ts = yield* now
-        switch (error._tag) {
-          case "ExchangeRateLimited": {
-            yield* Ref.set(notBefore, ts + error.retryAfterMs)
-            yield* Effect.logWarning("rate limited by the exchange; holding requests", {
-              status: error.httpStatus,
-              retryAfterMs: error.retryAfterMs,
-              clientOrderId: r.clientOrderId
-            })
-            if (error.httpStatus === 418) yield* alert("warning", `Exchange ban (418): requests held for ${Math.round(error.retryAfterMs / 1000)} s`, r.origin)
-            if (attempt + 1 >= options.maxAttempts) {
-              return phase === "send"
-                ? yield* emit({ _tag: "OrderFailed", ...eventBase(r, ts), code: -1003, reason: `rate limited ${attempt + 1} times; not placed` })
-                : yield* leaveInFlight(r, "rate limited while looking the order up")
-            }
-            return phase === "send" ? yield* send(r, attempt + 1, resynced) : yield* lookup(r, attempt + 1)
-          }
-          case "ExchangeUnavailable":
-          case "ExchangeDecodeError": {
-            const reason = error._tag === "ExchangeUnavailable" ? error.reason : `undecodable response: ${error.message}`
-            if (phase === "send") yield* emit({ _tag: "OrderUncertain", ...eventBase(r, ts), reason })
-            return yield* lookup(r, phase === "send" ? 0 : attempt + 1)
-          }
-          case "ExchangeApiError": {
-            if (phase === "lookup" && error.code === -2013) return yield* notFound(r, attempt)
-            const decision = classifyApiError(error.code, error.msg)
-            switch (decision) {
-              case "resync":
-                if (!resynced) {
-                  const offset = yield* exchange.syncTime.pipe(Effect.catch(() => Effect.succeed(Number.NaN)))
-                  yield* Effect.logWarning("timestamp outside recvWindow; clock resynced", { offsetMs: offset })
-                  return phase === "send" ? yield* send(r, attempt, true) : yield* lookup(r, attempt)
-                }
-                return phase === "send"
-                  ? yield* emit({ _tag: "OrderRejected", ...eventBase(r, ts), code: error.code, reason: error.msg })
-                  : yield* leaveInFlight(r, error.msg)
-              case "backoff":
-                if (attempt + 1 >= options.maxAttempts) {
-                  return phase === "send"
-                    ? yield* emit({ _tag: "OrderFailed", ...eventBase(r, ts), code: error.code, reason: `${error.msg} (gave up after ${attempt + 1})` })
-                    : yield* leaveInFlight(r, error.msg)
-                }
-                yield* Effect.sleep(backoffDelay(attempt))
-                return phase === "send" ? yield* send(r, attempt + 1, resynced) : yield* lookup(r, attempt + 1)
-              case "reconcile":
-                if (phase === "send") yield* emit({ _tag: "OrderUncertain", ...eventBase(r, ts), reason: `${error.code} ${error.msg}` })
-                return yield* lookup(r, phase === "send" ? 0 : attempt + 1)
-              case "reject":
-                if (error.code === -1013) yield* refreshRules.pipe(Effect.ignore)
-                return phase === "send"
-                  ? yield* emit({ _tag: "OrderRejected", ...eventBase(r, ts), code: error.code, reason: error.msg })
-                  : yield* leaveInFlight(r, error.msg)
-              case "haltSymbol":
-              case "haltAll":
-                yield* halt(decision === "haltSymbol" ? r.symbol : undefined, `${error.code} ${error.msg}`, r.origin)
-                return phase === "send"
-                  ? yield* emit({ _tag: "OrderFailed", ...eventBase(r, ts), code: error.code, reason: error.msg })
-                  : yield* leaveInFlight(r, error.msg)
-            }
-          }
-        }
-      })
-
-    const backoffDelay = (attempt: number) =>
-      Duration.millis(Math.min(Duration.toMillis(options.lookupBackoff) * 2 ** attempt, 10_000))
-
-    /** GET the order by client id. Found → settle; −2013 → notFound; otherwise back off and try again. */
-    const lookup = (r: OrderRecord, attempt: number): Effect.Effect<void, BusError> =>
-      Effect.gen(function*() {
-        if (attempt >= options.maxLookups) return yield* leaveInFlight(r, `still unknown after ${attempt} lookups`)
-        yield* Effect.sleep(backoffDelay(Math.min(attempt, 5)))
-        yield* waitForPermit
-        const result = yield* exchange.queryOrder(r.symbol, r.clientOrderId).pipe(Effect.result)
-        if (result._tag === "Success") return yield* settle(r, result.success)
-        return yield* onError(r, result.failure, attempt, false, "lookup")
+        yield* Metric.update(ordersGivenUp.pipe(Metric.withAttributes({ symbol: r.symbol })), 1)
+        yield* emit({ _tag: "OrderFailed", ...eventBase(r, yield* now), code, reason, ...(r.reachedExchange ? {} : { reachedExchange: false }) })
+        yield* halt(r.symbol, `order ${r.clientOrderId} failed: ${reason}`, r.origin)
       })
 
     /**
-     * The exchange does not know the order. Resending is safe only once the original request can no longer
-     * execute: Binance refuses a request whose timestamp is older than recvWindow.
+     * A bound was hit and the outcome is still unknown: the order stays in flight (OrderUncertain saying so), an
+     * operator is alerted, the symbol is paused, and a background fiber keeps reconciling it on a slow, bounded
+     * schedule. The caller's lane moves on.
      */
-    const notFound = (r: OrderRecord, attempt: number): Effect.Effect<void, BusError> =>
+    const giveUpUncertain = (r: OrderRecord, reason: string): Effect.Effect<void, BusError> =>
       Effect.gen(function*() {
-        const t = yield* now
-        const safeAt = r.sentAt + options.recvWindowMs + 1000
-        if (t < safeAt) {
-          yield* Effect.sleep(Duration.millis(safeAt - t))
-          return yield* lookup(r, attempt + 1)
+        yield* Metric.update(ordersGivenUp.pipe(Metric.withAttributes({ symbol: r.symbol })), 1)
+        yield* emit({ _tag: "OrderUncertain", ...eventBase(r, yield* now), reason: `gave up: ${reason}; reconciling in the background` })
+        yield* halt(r.symbol, `order ${r.clientOrderId} (${r.side} ${r.qty}) outcome unknown: ${reason}. Check the exchange.`, r.origin)
+        if (background.has(r.signalId)) return
+        background.add(r.signalId)
+        yield* backgroundReconcile(r).pipe(
+          Effect.ensuring(Effect.sync(() => background.delete(r.signalId))),
+          Effect.catchCause((cause) => Effect.logError("background reconciliation stopped", { clientOrderId: r.clientOrderId, cause: String(cause) })),
+          Effect.forkIn(scope)
+        )
+      })
+
+    class StillUnknown extends Data.TaggedError("StillUnknown")<{ readonly reason: string }> {}
+
+    /** Looks a given-up order up every `backgroundEvery`, `backgroundLookups` times at most; never resends (stale signal). */
+    const backgroundReconcile = (r: OrderRecord): Effect.Effect<void, BusError> =>
+      Effect.gen(function*() {
+        if (FINAL.has(r.status)) return
+        const res = yield* lookupOnce(r).pipe(Effect.catchTag("LookupRetry", (e) => Effect.fail(new StillUnknown({ reason: e.reason }))))
+        if (res._tag === "Found") {
+          if (RESTING.has(res.order.status)) return yield* new StillUnknown({ reason: `still ${res.order.status}` })
+          return yield* settle(r, res.order)
         }
-        yield* Effect.logWarning("order does not exist at the exchange (−2013); resending with the same client id", {
-          clientOrderId: r.clientOrderId
+        if (res._tag === "Unknown") return yield* new StillUnknown({ reason: res.reason })
+        if ((yield* untilSafe(r)) > 0) return yield* new StillUnknown({ reason: "not found yet, last attempt may still execute" })
+        yield* emit({
+          _tag: "OrderFailed",
+          ...eventBase(r, yield* now),
+          code: -2013,
+          reason: "not placed (−2013 after its last attempt's window); not resent: the signal is stale",
+          ...(r.reachedExchange ? {} : { reachedExchange: false })
         })
-        yield* emit({ _tag: "OrderSubmitted", ...eventBase(r, t) })
-        return yield* send(r, 0, false)
-      })
+      }).pipe(
+        Effect.delay(options.backgroundEvery),
+        Effect.retry({ schedule: Schedule.spaced(options.backgroundEvery).pipe(Schedule.upTo({ times: Math.max(0, options.backgroundLookups - 1) })), while: (e) => e._tag === "StillUnknown" }),
+        Effect.catchTag("StillUnknown", (e) =>
+          alert("error", `Order ${r.clientOrderId} (${r.side} ${r.qty} ${r.symbol}) still unknown after ${options.backgroundLookups} background lookups (${e.reason}). Check the exchange by hand.`, r.origin))
+      )
 
-    const leaveInFlight = (r: OrderRecord, reason: string) =>
-      Effect.gen(function*() {
-        yield* Effect.logError("order outcome still unknown; left in flight for reconciliation", { clientOrderId: r.clientOrderId, reason })
-        yield* alert("error", `Order ${r.clientOrderId} (${r.side} ${r.qty} ${r.symbol}) outcome unknown: ${reason}. Check the exchange.`, r.origin)
-      })
+    // ---- the cycle -----------------------------------------------------------------------------------------------
 
-    const handle = (approved: Approved): Effect.Effect<void, BusError> =>
+    /**
+     * place → (unknown → reconcile → not placed → place again)*, the resend loop bounded by `maxResends`.
+     * `from: "reconcile"` starts with a lookup (an order left in flight by a previous run or redelivered in flight).
+     */
+    const drive = (r: OrderRecord, from: "place" | "reconcile"): Effect.Effect<void, BusError> =>
       Effect.gen(function*() {
-        const existing = records.get(approved.id)
-        if (existing !== undefined) {
-          yield* Metric.update(duplicatesSuppressed, 1)
-          if (FINAL.has(existing.status)) {
-            return yield* Effect.logDebug("approved signal already handled; not sent again", { signalId: approved.id, status: existing.status })
+        const resends = yield* Ref.make(0)
+        let start = from
+        const cycle: Effect.Effect<void, BusError | NotPlaced> = Effect.gen(function*() {
+          if (start === "place") {
+            const placed = yield* placeRound(r)
+            if (placed._tag === "Done") return
+            if (placed._tag === "Placed") return yield* settle(r, placed.order)
+            yield* emit({ _tag: "OrderUncertain", ...eventBase(r, yield* now), reason: placed.reason })
           }
-          yield* Effect.logWarning("approved signal was in flight; reconciling instead of resending", { signalId: approved.id })
-          return yield* lookup(existing, 0)
-        }
-        const ts = yield* now
-        const symbol = approved.candidate.symbol
-        const r: OrderRecord = {
-          signalId: approved.id,
-          clientOrderId: clientOrderIdFor(approved.id),
-          symbol,
-          side: approved.orderSide,
-          action: approved.action,
-          qty: approved.qty,
-          origin: approved.origin,
-          status: "submitted",
-          sentAt: ts
-        }
-        decidedAt.set(approved.id, approved.ts)
-        const haltReason = halted.get(symbol) ?? halted.get("*")
-        if (haltReason !== undefined) {
-          return yield* emit({ _tag: "OrderFailed", ...eventBase(r, ts), code: 0, reason: `trading halted: ${haltReason}` })
-        }
-        if (!rules.has(symbol)) {
-          const loaded = yield* refreshRules.pipe(Effect.result)
-          if (loaded._tag === "Failure" || !rules.has(symbol)) {
-            const why = loaded._tag === "Failure" ? loaded.failure._tag : `no exchange rules for ${symbol}`
-            return yield* emit({ _tag: "OrderFailed", ...eventBase(r, ts), code: 0, reason: `cannot load exchange filters: ${why}` })
+          start = "place"
+          const found = yield* reconcile(r)
+          switch (found._tag) {
+            case "Found":
+              return yield* settle(r, found.order)
+            case "Unknown":
+              return yield* giveUpUncertain(r, found.reason)
+            case "NotFound":
+            case "NotPlaced": {
+              const n = yield* Ref.getAndUpdate(resends, (k) => k + 1)
+              if (n < options.maxResends) {
+                yield* Effect.logWarning("order does not exist at the exchange (−2013) and can no longer execute; resending with the same client id", {
+                  clientOrderId: r.clientOrderId,
+                  attempt: r.attempts + 1
+                })
+              }
+              return yield* new NotPlaced({ reason: `not found (−2013) after ${r.attempts} attempt(s)` })
+            }
           }
+        })
+        yield* cycle.pipe(
+          Effect.retry({ schedule: Schedule.recurs(options.maxResends), while: (e) => e._tag === "NotPlaced" }),
+          Effect.catchTag("NotPlaced", (e) => giveUpFailed(r, -2013, `${e.reason}; gave up after ${options.maxResends} resends`))
+        )
+      }).pipe(Effect.annotateLogs({ clientOrderId: r.clientOrderId }))
+
+    const handle = Effect.fn("OrderManager.handle")(function*(approved: Approved) {
+      const existing = records.get(approved.id)
+      if (existing !== undefined) {
+        yield* Metric.update(duplicatesSuppressed, 1)
+        if (FINAL.has(existing.status)) {
+          return yield* Effect.logDebug("approved signal already handled; not sent again", { signalId: approved.id, status: existing.status })
         }
-        const prepared = prepareMarketOrder(approved, rules.get(symbol)!, approved.candidate.price)
-        if (prepared._tag === "Refused") {
-          return yield* emit({ _tag: "OrderRejected", ...eventBase(r, ts), code: -1013, reason: `not sent: ${prepared.reason}` })
+        if (background.has(existing.signalId)) {
+          return yield* Effect.logDebug("approved signal is being reconciled in the background", { signalId: approved.id })
         }
-        const record: OrderRecord = { ...r, qty: prepared.quantity }
-        yield* emit({ _tag: "OrderSubmitted", ...eventBase(record, ts) })
-        return yield* send(records.get(record.signalId)!, 0, false)
-      }).pipe(Effect.annotateLogs({ signalId: approved.id }))
+        yield* Effect.logWarning("approved signal was in flight; reconciling instead of resending", { signalId: approved.id })
+        return yield* drive(existing, "reconcile")
+      }
+      const ts = yield* now
+      const symbol = approved.candidate.symbol
+      const r: OrderRecord = {
+        signalId: approved.id,
+        clientOrderId: clientOrderIdFor(approved.id),
+        symbol,
+        side: approved.orderSide,
+        action: approved.action,
+        qty: approved.qty,
+        origin: approved.origin,
+        status: "submitted",
+        attempts: 0,
+        signedAt: 0,
+        recvWindowMs: options.recvWindowMs,
+        reachedExchange: false
+      }
+      decidedAt.set(approved.id, approved.ts)
+      const haltReason = halted.get(symbol) ?? halted.get("*")
+      if (haltReason !== undefined) {
+        return yield* emit({ _tag: "OrderFailed", ...eventBase(r, ts), code: 0, reason: `trading halted: ${haltReason}`, reachedExchange: false })
+      }
+      if (!rules.has(symbol)) {
+        const loaded = yield* refreshRules.pipe(Effect.result)
+        if (loaded._tag === "Failure" || !rules.has(symbol)) {
+          const why = loaded._tag === "Failure" ? loaded.failure._tag : `no exchange rules for ${symbol}`
+          return yield* emit({ _tag: "OrderFailed", ...eventBase(r, ts), code: 0, reason: `cannot load exchange filters: ${why}`, reachedExchange: false })
+        }
+      }
+      const prepared = prepareMarketOrder(approved, rules.get(symbol)!, approved.candidate.price)
+      if (prepared._tag === "Refused") {
+        return yield* emit({ _tag: "OrderRejected", ...eventBase(r, ts), code: -1013, reason: `not sent: ${prepared.reason}`, reachedExchange: false })
+      }
+      const record: OrderRecord = { ...r, qty: prepared.quantity }
+      records.set(record.signalId, record)
+      return yield* drive(record, "place")
+    }, (effect, approved) => Effect.annotateLogs(effect, { signalId: approved.id }))
+
+    const openRecords = () => [...records.values()].filter((r) => !FINAL.has(r.status) && !background.has(r.signalId))
+
+    const inFlightOrders = Effect.sync(() =>
+      openRecords().map((r) => ({
+        symbol: r.symbol,
+        reconcile: Effect.suspend(() => (FINAL.has(r.status) || background.has(r.signalId) ? Effect.void : drive(r, "reconcile")))
+      }))
+    )
 
     const resumeInFlight = Effect.gen(function*() {
-      const open = [...records.values()].filter((r) => !FINAL.has(r.status))
+      const open = yield* inFlightOrders
       if (open.length > 0) yield* Effect.logWarning("reconciling orders left in flight by a previous run", { count: open.length })
-      for (const r of open) yield* lookup(r, 0)
+      for (const o of open) yield* o.reconcile
     })
+
+    const control = (c: Control): void => {
+      if (c.command !== "resume") return
+      if (c.symbol === undefined) halted.clear()
+      else halted.delete(c.symbol)
+    }
 
     const manager: OrderManager = {
       rebuild: (events) => {
         for (const e of events) observe(e)
       },
       handle,
+      inFlightOrders,
       resumeInFlight,
       observe,
+      control,
       setPaused: (paused) => {
         if (!paused) halted.clear()
       },

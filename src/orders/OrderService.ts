@@ -1,14 +1,55 @@
 /**
- * Runs the order manager over the bus: rebuilds from `orders.events`, reconciles what a previous run left in
- * flight, then handles `signals.approved` one at a time, committing each after its order reached a final or
- * in-flight state. Control messages lift halts on /resume.
+ * Runs the order manager over the bus: rebuilds from `orders.events`, then handles `signals.approved` in per-symbol
+ * lanes. Each symbol has its own FIFO lane (one fiber): a symbol's orders stay in order, and a stuck symbol (backoff,
+ * lookups, a held request) never delays another. Orders a previous run left in flight are reconciled first, each in
+ * its symbol's lane, ahead of that symbol's new approvals.
+ *
+ * Commits with lanes: a Kafka commit is cumulative per partition, so a delivery is committed only when it and every
+ * delivery before it on its partition are done (`CommitTracker`). A crash therefore redelivers at most what was not
+ * finished, and redelivered approvals are recognised from `orders.events` and not sent again.
+ * Control messages lift halts on /resume. A lane that fails (bus error) fails the stage, which is restarted and rebuilds.
  */
-import { Effect, Stream } from "effect"
-import { Bus, replayThenLive } from "../bus/Bus.ts"
+import { Cause, Deferred, Effect, Queue, Stream } from "effect"
+import { Bus, type Delivery, replayThenLive } from "../bus/Bus.ts"
+import type { BusError } from "../domain/Errors.ts"
+import type { Approved } from "../domain/Messages.ts"
 import { ControlTopic, OrdersEvents, SignalsApproved } from "../domain/Topics.ts"
 import { makeOrderManager, type OrderManagerOptions } from "./OrderManager.ts"
 
 export const ORDERS_GROUP = "orders"
+
+/**
+ * Which deliveries may be committed: per partition, the deliveries taken so far in offset order; `done` marks one
+ * finished and returns the last of the finished prefix (commit it: everything up to it is done), if it moved.
+ */
+export const makeCommitTracker = <D extends { readonly partition: number; readonly offset: number }>() => {
+  const pending = new Map<number, Array<{ readonly delivery: D; done: boolean }>>()
+  return {
+    track: (d: D): void => {
+      let list = pending.get(d.partition)
+      if (list === undefined) {
+        list = []
+        pending.set(d.partition, list)
+      }
+      list.push({ delivery: d, done: false })
+    },
+    done: (d: D): D | undefined => {
+      const list = pending.get(d.partition)
+      if (list === undefined) return undefined
+      const entry = list.find((e) => e.delivery.offset === d.offset && !e.done)
+      if (entry !== undefined) entry.done = true
+      let last: D | undefined
+      while (list.length > 0 && list[0].done) last = list.shift()!.delivery
+      return last
+    },
+    /** Deliveries taken and not yet committable (for diagnostics and tests). */
+    size: (): number => {
+      let n = 0
+      for (const list of pending.values()) n += list.length
+      return n
+    }
+  }
+}
 
 export const runOrders = (options: OrderManagerOptions) =>
   Effect.scoped(
@@ -23,13 +64,42 @@ export const runOrders = (options: OrderManagerOptions) =>
       )
       yield* events.live.pipe(Stream.runForEach((e) => Effect.sync(() => manager.observe(e))), Effect.forkScoped)
       const control = yield* replayThenLive(ControlTopic, `${ORDERS_GROUP}-control`)
-      yield* control.live.pipe(
-        Stream.runForEach((c) => Effect.sync(() => manager.setPaused(c.command === "pause"))),
-        Effect.forkScoped
+      yield* control.live.pipe(Stream.runForEach((c) => Effect.sync(() => manager.control(c))), Effect.forkScoped)
+
+      // a lane's failure ends the stage (the supervisor restarts it and it rebuilds from orders.events)
+      const failed = yield* Deferred.make<never, BusError>()
+      const lanes = new Map<string, Queue.Queue<Effect.Effect<void, BusError>>>()
+      const laneFor = (symbol: string) =>
+        Effect.gen(function*() {
+          const existing = lanes.get(symbol)
+          if (existing !== undefined) return existing
+          const queue = yield* Queue.unbounded<Effect.Effect<void, BusError>>()
+          lanes.set(symbol, queue)
+          yield* Effect.forever(Effect.flatMap(Queue.take(queue), (job) => job)).pipe(
+            Effect.annotateLogs({ lane: symbol }),
+            Effect.catchCause((cause) => Cause.hasInterruptsOnly(cause) ? Effect.void : Deferred.failCause(failed, cause)),
+            Effect.forkScoped
+          )
+          return queue
+        })
+
+      for (const o of yield* manager.inFlightOrders) yield* Queue.offer(yield* laneFor(o.symbol), o.reconcile)
+
+      const tracker = makeCommitTracker<Delivery<Approved>>()
+      const consume = bus.subscribe(SignalsApproved, { group: ORDERS_GROUP }).pipe(
+        Stream.runForEach((d) =>
+          Effect.gen(function*() {
+            tracker.track(d)
+            const job = manager.handle(d.value).pipe(
+              Effect.andThen(Effect.suspend(() => {
+                const committable = tracker.done(d)
+                return committable === undefined ? Effect.void : committable.commit
+              }))
+            )
+            yield* Queue.offer(yield* laneFor(d.value.candidate.symbol), job)
+          })
+        )
       )
-      yield* manager.resumeInFlight
-      yield* bus.subscribe(SignalsApproved, { group: ORDERS_GROUP }).pipe(
-        Stream.runForEach((d) => manager.handle(d.value).pipe(Effect.andThen(d.commit)))
-      )
+      yield* Effect.raceFirst(consume, Deferred.await(failed))
     })
   ).pipe(Effect.annotateLogs({ stage: "orders" }))

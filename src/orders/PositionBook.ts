@@ -1,6 +1,8 @@
 /**
  * Position book per symbol, derived only from `orders.events` fills: quantity held (net of fees paid in the
  * base asset), cost basis in the quote asset (fees included), realized PnL and fees paid.
+ * Applying an event is idempotent (fills are keyed by client order id and exchange trade ids): replay, the risk gate
+ * and /status all build books from at-least-once streams.
  */
 import type { OrderEvent, OrderFilled } from "../domain/Messages.ts"
 
@@ -74,9 +76,41 @@ export const applyFill = (p: Position, e: OrderFilled): Position => {
   }
 }
 
-export const applyOrderEvent = (book: Map<string, Position>, event: OrderEvent): void => {
-  if (event._tag !== "OrderFilled") return
+/** How many applied fills a book remembers for de-duplication (insertion order; the oldest is forgotten first). */
+export const APPLIED_MEMORY = 100_000
+
+/**
+ * Identity of a fill: an order reaches `OrderFilled` once, carrying all its trades, so the client order id is the key.
+ * Not the exchange trade ids: two instances settling the same order may see them (response fills) or not (a lookup
+ * whose myTrades call failed), and the same order must still count once.
+ */
+export const fillKey = (e: OrderFilled): string => `${e.clientOrderId}/OrderFilled`
+
+// Which fills each book has applied. Kept beside the book (not in it) so that any `Map<string, Position>` is a book
+// and every caller (risk gate, /status, replay, tests) gets idempotence without changing its type.
+const appliedByBook = new WeakMap<Map<string, Position>, Set<string>>()
+
+/**
+ * Applies a fill to the book once: the same `OrderFilled` delivered again (at-least-once redelivery, two order-manager
+ * instances settling the same order during a rebalance, a replay overlapping the live stream) changes nothing.
+ * Other events do not move positions.
+ */
+export const applyOrderEvent = (book: Map<string, Position>, event: OrderEvent): boolean => {
+  if (event._tag !== "OrderFilled") return false
+  let applied = appliedByBook.get(book)
+  if (applied === undefined) {
+    applied = new Set()
+    appliedByBook.set(book, applied)
+  }
+  const key = fillKey(event)
+  if (applied.has(key)) return false
+  applied.add(key)
+  if (applied.size > APPLIED_MEMORY) {
+    const oldest = applied.values().next().value
+    if (oldest !== undefined) applied.delete(oldest)
+  }
   book.set(event.symbol, applyFill(book.get(event.symbol) ?? empty(event.symbol), event))
+  return true
 }
 
 export const positionOf = (book: PositionBook, symbol: string): Position => book.get(symbol) ?? empty(symbol)

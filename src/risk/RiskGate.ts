@@ -5,6 +5,10 @@
  * rate cap, because a blocked exit leaves real money exposed until the next crossover.
  * Position state comes from `orders.events` (what the exchange did), never from the gate's own guesses;
  * "pending" is an approval whose order has not reached a final event yet.
+ * Every `apply*` is idempotent (keyed by approval id / client order id): the state is rebuilt from at-least-once
+ * streams, so an event delivered twice, or seen both in the replayed history and live, counts once.
+ * An open whose order never reached the exchange (`reachedExchange: false` on its OrderFailed/OrderRejected) gives
+ * its trade-cap slot back: nothing traded, and a refused connection must not lock trading out for an hour.
  */
 import type { Approved, Candidate, Control, OrderEvent, Rejected, RejectReason } from "../domain/Messages.ts"
 import { applyOrderEvent, DUST, type Position, positionOf } from "../orders/PositionBook.ts"
@@ -24,11 +28,17 @@ export interface RiskState {
   readonly pending: Map<string, string>
   /** approval id → symbol, to resolve pending entries from order events */
   readonly pendingById: Map<string, string>
-  /** times (ms) of approved opens, oldest first, pruned past one hour */
-  readonly opens: Array<number>
+  /** approved opens (approval id, time ms), oldest first, pruned past one hour */
+  readonly opens: Array<{ readonly id: string; readonly ts: number }>
   /** decisions already taken, by candidate id: a redelivered candidate gets the same answer */
   readonly decided: Map<string, Decision>
+  /** signal ids whose order reached a final event (so a late-arriving approval does not make its symbol pending) */
+  readonly finalized: Set<string>
+  /** of those, the ones that never reached the exchange (an approval arriving after them takes no trade-cap slot) */
+  readonly neverSent: Set<string>
   paused: boolean
+  /** symbols paused on their own (e.g. by the order manager after an order hit a bound), until a resume */
+  readonly pausedSymbols: Set<string>
 }
 
 const DECIDED_MEMORY = 10_000
@@ -41,7 +51,10 @@ export const initialRiskState = (): RiskState => ({
   pendingById: new Map(),
   opens: [],
   decided: new Map(),
-  paused: false
+  finalized: new Set(),
+  neverSent: new Set(),
+  paused: false,
+  pausedSymbols: new Set()
 })
 
 const remember = (state: RiskState, d: Decision): void => {
@@ -54,8 +67,15 @@ const remember = (state: RiskState, d: Decision): void => {
 
 /** An approval (ours, live or replayed from `signals.approved`) makes its symbol pending. */
 export const applyApproved = (state: RiskState, a: Approved): void => {
+  if (state.decided.get(a.id)?._tag === "Approved") return // seen before (redelivered, or history overlapping live)
   remember(state, a)
-  if (a.action === "OPEN") state.opens.push(a.ts)
+  if (a.action === "OPEN" && !state.neverSent.has(a.id)) {
+    // keep time order even if approvals arrive out of order
+    let i = state.opens.length
+    while (i > 0 && state.opens[i - 1].ts > a.ts) i--
+    state.opens.splice(i, 0, { id: a.id, ts: a.ts })
+  }
+  if (state.finalized.has(a.id)) return // its order already ended (events arrived before the approval)
   state.pending.set(a.candidate.symbol, a.id)
   state.pendingById.set(a.id, a.candidate.symbol)
 }
@@ -67,25 +87,49 @@ export const applyOrder = (state: RiskState, event: OrderEvent): void => {
   applyOrderEvent(state.positions, event)
   const final = event._tag === "OrderFilled" || event._tag === "OrderRejected" || event._tag === "OrderFailed"
   if (!final) return
+  if (event._tag !== "OrderFilled" && event.reachedExchange === false) {
+    const i = state.opens.findIndex((o) => o.id === event.signalId)
+    if (i !== -1) state.opens.splice(i, 1)
+    state.neverSent.add(event.signalId)
+  }
+  rememberFinal(state, event.signalId)
   const symbol = state.pendingById.get(event.signalId)
   if (symbol === undefined) return
   state.pendingById.delete(event.signalId)
   if (state.pending.get(symbol) === event.signalId) state.pending.delete(symbol)
 }
 
-export const applyControl = (state: RiskState, control: Control): void => {
-  state.paused = control.command === "pause"
+const rememberFinal = (state: RiskState, signalId: string): void => {
+  state.finalized.add(signalId)
+  if (state.finalized.size > DECIDED_MEMORY) {
+    const oldest = state.finalized.values().next().value
+    if (oldest !== undefined) {
+      state.finalized.delete(oldest)
+      state.neverSent.delete(oldest)
+    }
+  }
 }
 
-const prune = (opens: Array<number>, now: number): void => {
+/** A pause or resume for all symbols, or for one (`control.symbol`). A resume of all also lifts per-symbol pauses. */
+export const applyControl = (state: RiskState, control: Control): void => {
+  if (control.symbol !== undefined) {
+    if (control.command === "pause") state.pausedSymbols.add(control.symbol)
+    else state.pausedSymbols.delete(control.symbol)
+    return
+  }
+  state.paused = control.command === "pause"
+  if (!state.paused) state.pausedSymbols.clear()
+}
+
+const prune = (opens: Array<{ readonly ts: number }>, now: number): void => {
   let drop = 0
-  while (drop < opens.length && opens[drop] <= now - HOUR) drop++
+  while (drop < opens.length && opens[drop].ts <= now - HOUR) drop++
   if (drop > 0) opens.splice(0, drop)
 }
 
-const countSince = (opens: ReadonlyArray<number>, since: number): number => {
+const countSince = (opens: ReadonlyArray<{ readonly ts: number }>, since: number): number => {
   let n = 0
-  for (let i = opens.length - 1; i >= 0 && opens[i] > since; i--) n++
+  for (let i = opens.length - 1; i >= 0 && opens[i].ts > since; i--) n++
   return n
 }
 
@@ -100,6 +144,7 @@ export const decide = (state: RiskState, limits: RiskLimits, candidate: Candidat
   }
   const symbol = candidate.symbol
   if (state.paused) return reject("Paused", "trading is paused by an operator")
+  if (state.pausedSymbols.has(symbol)) return reject("SymbolHalted", `trading ${symbol} is paused until /resume`)
   const pendingId = state.pending.get(symbol)
   if (pendingId !== undefined) return reject("PositionPending", `order for ${pendingId} is not final yet`)
   const position = positionOf(state.positions, symbol)
