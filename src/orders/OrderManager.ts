@@ -202,7 +202,8 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
           attempts: 0,
           signedAt: 0,
           recvWindowMs: options.recvWindowMs,
-          reachedExchange: false
+          // seen only through events (a previous run, another instance): assume a request may have reached it
+          reachedExchange: true
         }
         records.set(e.signalId, r)
       } else if (!FINAL.has(r.status)) r.status = statusOf(e)
@@ -214,7 +215,6 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
           r.recvWindowMs = e.recvWindowMs ?? options.recvWindowMs
         }
         r.attempts = Math.max(r.attempts, e._tag === "OrderAttempt" ? e.attempt : 1)
-        r.reachedExchange = true // as far as a rebuild can tell: it was about to be sent
       }
     }
 

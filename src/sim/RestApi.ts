@@ -33,6 +33,13 @@ export type SimFault =
   | { readonly kind: "rateLimited"; readonly status: 429 | 418; readonly retryAfterSec: number }
   /** Answer this Binance error (HTTP 400 unless given), without executing. */
   | { readonly kind: "error"; readonly code: number; readonly msg: string; readonly status?: number }
+  /** Destroy the socket without a response and without executing (a request lost on the way in). */
+  | { readonly kind: "drop" }
+  /**
+   * Hold the request `ms` (as if delayed in transit), then process it normally: its timestamp is checked against the
+   * server's clock when it is processed, so it executes only if still inside its recvWindow.
+   */
+  | { readonly kind: "hold"; readonly ms: number }
 
 export interface RestRequest {
   readonly method: string
@@ -53,6 +60,8 @@ export interface RestReply {
 export type Outcome =
   | { readonly _tag: "Reply"; readonly reply: RestReply; readonly delayMs: number }
   | { readonly _tag: "Drop" }
+  /** Wait `ms`, then handle the same request again without taking a fault. */
+  | { readonly _tag: "Hold"; readonly ms: number }
 
 export interface RestApiOptions {
   readonly engine: SimEngine
@@ -64,6 +73,8 @@ export interface RestApiOptions {
   /** Public trades for historicalTrades, and its faults (market-data side). */
   readonly history?: TradeHistory
   readonly marketFaults?: { current: MarketFaults }
+  /** Faults for order lookups (GET /api/v3/order); none when absent. */
+  readonly takeQueryFault?: () => SimFault | undefined
 }
 
 const MAX_RECV_WINDOW = 60000
@@ -121,6 +132,7 @@ export class RestApi {
   readonly #apiSecret: string
   readonly #now: () => number
   readonly #takeFault: () => SimFault | undefined
+  readonly #takeQueryFault: () => SimFault | undefined
   readonly #routes: ReadonlyMap<string, Route>
   #weightWindow = -1
   #usedWeight = 0
@@ -132,6 +144,7 @@ export class RestApi {
     this.#apiSecret = options.apiSecret
     this.#now = options.now
     this.#takeFault = options.takeFault
+    this.#takeQueryFault = options.takeQueryFault ?? (() => undefined)
     this.#routes = new Map<string, Route>([
       ["GET /api/v3/ping", { weight: fixedWeight(1), signed: false, accepts: [], handle: () => ({ body: {} }) }],
       ["GET /api/v3/time", { weight: fixedWeight(1), signed: false, accepts: [], handle: () => ({ body: { serverTime: this.#now() } }) }],
@@ -208,13 +221,17 @@ export class RestApi {
     return this.#routes.has(`${method} ${pathname}`)
   }
 
-  handle(request: RestRequest): Outcome {
+  /** `faults: false` handles a request whose fault was already taken (the second pass of a held request). */
+  handle(request: RestRequest, faults = true): Outcome {
     const route = this.#routes.get(`${request.method} ${request.pathname}`)
     if (route === undefined) {
       return reply({ status: 404, body: "<html><body><h2>404 Not found</h2></body></html>", headers: { "Content-Type": "text/html" } })
     }
     const isPlacement = request.method === "POST" && request.pathname === "/api/v3/order"
-    const fault = isPlacement ? this.#takeFault() : undefined
+    const isLookup = request.method === "GET" && request.pathname === "/api/v3/order"
+    const fault = !faults ? undefined : isPlacement ? this.#takeFault() : isLookup ? this.#takeQueryFault() : undefined
+    if (fault?.kind === "hold") return { _tag: "Hold", ms: fault.ms }
+    if (fault?.kind === "drop") return { _tag: "Drop" }
     let params: Params | undefined
     try {
       params = parseParams(request.rawQuery, request.rawBody)

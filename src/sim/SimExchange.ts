@@ -94,8 +94,10 @@ export interface SimExchange {
   setPrice(symbol: string, price: number): void
   /** Terminates every WebSocket client abruptly (no close frame). */
   dropConnections(): void
-  /** Queues a fault for the next order-placement request (FIFO, one fault per request). */
-  injectFault(fault: SimFault): void
+  /** Queues a fault for the next order-placement request (FIFO, one fault per request); `"lookup"`: for GET /api/v3/order. */
+  injectFault(fault: SimFault, on?: "place" | "lookup"): void
+  /** Drops every queued fault. */
+  clearFaults(): void
   /** Server time = real time + `ms` (affects /time, trade times and the recvWindow check). */
   setClockSkewMs(ms: number): void
   /** Replaces the market-data faults (stream and historicalTrades); `{}` switches them all off. */
@@ -149,6 +151,7 @@ export const startSimExchange = async (options: SimExchangeOptions = {}): Promis
   let skewMs = 0
   const now = () => Date.now() + skewMs
   const faults: Array<SimFault> = []
+  const queryFaults: Array<SimFault> = []
   const requests: Array<SimRequest> = []
 
   const marketFaults = { current: options.marketFaults ?? {} }
@@ -182,7 +185,8 @@ export const startSimExchange = async (options: SimExchangeOptions = {}): Promis
     now,
     takeFault: () => faults.shift(),
     history,
-    marketFaults
+    marketFaults,
+    takeQueryFault: () => queryFaults.shift()
   })
 
   const respond = (res: ServerResponse, status: number, body: unknown, headers: Readonly<Record<string, string>> = {}) => {
@@ -223,13 +227,14 @@ export const startSimExchange = async (options: SimExchangeOptions = {}): Promis
       if (id !== null) options.onOrderRequest(id, startedAt)
     }
     const apiKeyHeader = req.headers["x-mbx-apikey"]
-    const outcome = rest.handle({
-      method,
-      pathname,
-      rawQuery,
-      rawBody,
-      apiKey: Array.isArray(apiKeyHeader) ? apiKeyHeader[0] : apiKeyHeader
-    })
+    const request = { method, pathname, rawQuery, rawBody, apiKey: Array.isArray(apiKeyHeader) ? apiKeyHeader[0] : apiKeyHeader }
+    let outcome = rest.handle(request)
+    if (outcome._tag === "Hold") {
+      // delayed in transit: processed later whatever the client does meanwhile (it may have given up or died)
+      await new Promise((resolve) => setTimeout(resolve, outcome._tag === "Hold" ? outcome.ms : 0))
+      outcome = rest.handle(request, false)
+    }
+    if (outcome._tag === "Hold") throw new Error("a held request was held again")
     if (outcome._tag === "Drop") {
       requests.push({ method, path: pathname, status: 0 })
       req.socket.destroy()
@@ -301,8 +306,12 @@ export const startSimExchange = async (options: SimExchangeOptions = {}): Promis
       engine.setPrice(symbol, price)
     },
     dropConnections: () => streams.dropAll(),
-    injectFault: (fault) => {
-      faults.push(fault)
+    injectFault: (fault, on = "place") => {
+      ;(on === "lookup" ? queryFaults : faults).push(fault)
+    },
+    clearFaults: () => {
+      faults.length = 0
+      queryFaults.length = 0
     },
     setClockSkewMs: (ms) => {
       skewMs = ms
