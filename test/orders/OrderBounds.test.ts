@@ -60,7 +60,9 @@ const harness = (opts: OrderManagerOptions) =>
 const withSim = <A, E, R>(body: (sim: SimExchange) => Effect.Effect<A, E, R>) =>
   Effect.gen(function*() {
     const sim = yield* SimExchangeServer.make({ symbols: [BTC, ETH], ticksPerSecond: 0, startPrices: { [BTC]: 100, [ETH]: 100 } })
-    return yield* body(sim).pipe(Effect.provide(Layer.merge(exchangeLayerFor(sim), InMemoryBus.layerTest())))
+    // the HTTP timeout runs on the TestClock too: long enough that advancing the clock never times out a request
+    // that is merely slow in real time (a loaded machine), which would change the path under test
+    return yield* body(sim).pipe(Effect.provide(Layer.merge(exchangeLayerFor(sim, { httpTimeout: Duration.hours(1) }), InMemoryBus.layerTest())))
   })
 
 const posts = (sim: SimExchange) => sim.requests().filter((r) => r.method === "POST" && r.path === "/api/v3/order").length
@@ -205,7 +207,7 @@ describe("order path: every loop is bounded; a stuck symbol never holds another"
     Effect.gen(function*() {
       // a simulator that is already closed: every request is refused before it is sent
       const sim = yield* SimExchangeServer.make({ symbols: [BTC], ticksPerSecond: 0, startPrices: { [BTC]: 100 } })
-      const layer = Layer.merge(exchangeLayerFor(sim), InMemoryBus.layerTest())
+      const layer = Layer.merge(exchangeLayerFor(sim, { httpTimeout: Duration.hours(1) }), InMemoryBus.layerTest())
       yield* Effect.gen(function*() {
         yield* TestClock.setTime(Date.now())
         const h = yield* harness(options({ symbols: [BTC], maxAttempts: 3 }))
