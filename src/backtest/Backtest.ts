@@ -53,6 +53,8 @@ export interface BacktestOutcome {
   readonly warnings: ReadonlyArray<string>
   readonly ticks: number
   readonly duplicates: number
+  /** Rows read from the files: once for all variants. */
+  readonly rowsRead: number
   readonly elapsedMs: number
   readonly text: string
   readonly html: string | undefined
@@ -253,6 +255,7 @@ export const runBacktest = (o: BacktestOptions) =>
       warnings,
       ticks,
       duplicates: run.duplicates,
+      rowsRead: run.rowsRead,
       elapsedMs: run.elapsedMs,
       text: lines.join("\n"),
       html

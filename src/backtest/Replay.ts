@@ -70,6 +70,8 @@ export interface ReplayObserver {
   readonly onTick?: (tick: Tick, signal: SignalState, equity: number) => void
   readonly onCandidate?: (candidate: Candidate, decision: Decision) => void
   readonly onFill?: (fill: OrderFilled, realizedDelta: number) => void
+  /** Every order event paper execution produces (fills and rejections), as live would publish them. */
+  readonly onOrder?: (event: OrderEvent) => void
 }
 
 export interface SymbolResult {
@@ -150,7 +152,10 @@ export const makeVariantReplayer = (
     return r
   }
 
-  const apply = (event: OrderEvent) => applyOrder(risk, event)
+  const apply = (event: OrderEvent) => {
+    applyOrder(risk, event)
+    observer.onOrder?.(event)
+  }
 
   const cash = (): number => {
     let spent = 0
@@ -334,7 +339,7 @@ export const makeVariantReplayer = (
     startingBalance: balance
   })
 
-  return { step, summary, result, equity, signal }
+  return { step, summary, result, equity, signal, risk }
 }
 
 export type VariantReplayer = ReturnType<typeof makeVariantReplayer>
@@ -419,7 +424,8 @@ export const replayVariants = (
       )
     )
     const ended = yield* Clock.currentTimeMillis
-    return { results: replayers.map((r) => r.result(stats.duplicates)), duplicates: stats.duplicates, elapsedMs: ended - started }
+    // rowsRead: rows DuckDB handed over, once for all variants (one read)
+    return { results: replayers.map((r) => r.result(stats.duplicates)), duplicates: stats.duplicates, rowsRead: stats.rows, elapsedMs: ended - started }
   })
 
 /** Replays the stored ticks at `path` with live's default windows; `onProgress` is called about once a second (Clock). */
