@@ -2,6 +2,7 @@
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Cause, Effect, Exit, Option, Runtime } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
+import { MARKET_FAULTS_HELP, parseMarketFaults } from "../sim/MarketData.ts"
 import * as SimExchangeServer from "../sim/SimExchangeServer.ts"
 import { LoggingLive, parseDuration, symbolsConfig } from "./AppConfig.ts"
 import { replayCommand } from "./ReplayCommand.ts"
@@ -28,12 +29,22 @@ const simCmd = Command.make(
     port: Flag.Int("port").pipe(Flag.withDescription("Port (0: the OS picks)"), Flag.withDefault(8090)),
     seed: Flag.Int("seed").pipe(Flag.withDefault(42)),
     rate: Flag.Finite("rate").pipe(Flag.withDescription("Trades per second per symbol"), Flag.withDefault(20)),
-    host: Flag.String("host").pipe(Flag.withDefault("127.0.0.1"))
+    host: Flag.String("host").pipe(Flag.withDefault("127.0.0.1")),
+    faults: Flag.String("faults").pipe(Flag.withDescription(`Market-data faults, ${MARKET_FAULTS_HELP}`), Flag.withDefault(""))
   },
   Effect.fn(function*(flags) {
     const symbols = yield* symbolsConfig
-    const sim = yield* SimExchangeServer.make({ symbols, port: flags.port, seed: flags.seed, ticksPerSecond: flags.rate, host: flags.host })
-    yield* Effect.logInfo("simulated exchange listening", { ws: sim.wsBaseUrl, rest: sim.restBaseUrl, symbols, seed: flags.seed })
+    const parsed = parseMarketFaults(flags.faults)
+    if ("error" in parsed) return yield* Effect.fail(new Error(parsed.error))
+    const sim = yield* SimExchangeServer.make({
+      symbols,
+      port: flags.port,
+      seed: flags.seed,
+      ticksPerSecond: flags.rate,
+      host: flags.host,
+      marketFaults: parsed.faults
+    })
+    yield* Effect.logInfo("simulated exchange listening", { ws: sim.wsBaseUrl, rest: sim.restBaseUrl, symbols, seed: flags.seed, faults: parsed.faults })
     return yield* Effect.never
   }, Effect.scoped)
 ).pipe(Command.withDescription("Serve the simulated Binance-protocol exchange (WebSocket trade streams + signed REST)"))

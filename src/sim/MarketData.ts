@@ -26,6 +26,84 @@ export interface MarketFaults {
   readonly historicalDown?: boolean
   /** historicalTrades returns at most this many trades, whatever the limit asked. */
   readonly historicalMaxRows?: number
+  /** Every `every` ms, no frames and no pings for `forMs` ms (sockets left open). */
+  readonly stallEveryMs?: { readonly every: number; readonly forMs: number }
+}
+
+const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }
+const durationMs = (text: string): number | undefined => {
+  const m = DURATION.exec(text.trim())
+  return m === null ? undefined : Number(m[1]) * UNIT_MS[m[2]]
+}
+
+export const MARKET_FAULTS_HELP =
+  "comma-separated: cut=2s-5s, stall=30s/5s (every/for), lifetime=24h, malformed=0.01, unsubscribed=0.01, " +
+  "duplicate=0.01, reorder=0.01, historical-down, historical-fail=3, historical-max=100"
+
+/** Parses `autotrader sim-exchange --faults …` ({@link MARKET_FAULTS_HELP}); an error names the bad part and what is allowed. */
+export const parseMarketFaults = (spec: string): { readonly faults: MarketFaults } | { readonly error: string } => {
+  const faults: { -readonly [K in keyof MarketFaults]: MarketFaults[K] } = {}
+  for (const part of spec.split(",").map((p) => p.trim()).filter((p) => p !== "")) {
+    const [name, value = ""] = part.split("=", 2)
+    const bad = (allowed: string) => ({ error: `--faults: "${part}" is not valid; ${name} takes ${allowed} (${MARKET_FAULTS_HELP})` })
+    const rate = () => {
+      const n = Number(value)
+      return value !== "" && Number.isFinite(n) && n >= 0 && n <= 1 ? n : undefined
+    }
+    const count = () => (/^\d+$/.test(value) ? Number(value) : undefined)
+    switch (name) {
+      case "cut": {
+        const [lo, hi = lo] = value.split("-")
+        const min = durationMs(lo ?? "")
+        const max = durationMs(hi ?? "")
+        if (min === undefined || max === undefined || min <= 0 || max < min) return bad("a duration range like 2s-5s")
+        faults.cutEveryMs = { min, max }
+        break
+      }
+      case "stall": {
+        const [every, forText] = value.split("/")
+        const e = durationMs(every ?? "")
+        const f = durationMs(forText ?? "")
+        if (e === undefined || f === undefined || e <= 0 || f <= 0) return bad("every/for durations like 30s/5s")
+        faults.stallEveryMs = { every: e, forMs: f }
+        break
+      }
+      case "lifetime": {
+        const ms = durationMs(value)
+        if (ms === undefined || ms <= 0) return bad("a duration like 24h")
+        faults.maxConnectionMs = ms
+        break
+      }
+      case "malformed":
+      case "unsubscribed":
+      case "duplicate":
+      case "reorder": {
+        const r = rate()
+        if (r === undefined) return bad("a probability between 0 and 1")
+        faults[`${name}Rate`] = r
+        break
+      }
+      case "historical-down":
+        faults.historicalDown = true
+        break
+      case "historical-fail": {
+        const n = count()
+        if (n === undefined) return bad("a count of failing requests")
+        faults.historicalFailures = n
+        break
+      }
+      case "historical-max": {
+        const n = count()
+        if (n === undefined || n < 1) return bad("a number of rows ≥ 1")
+        faults.historicalMaxRows = n
+        break
+      }
+      default:
+        return { error: `--faults: unknown fault "${name}"; allowed: ${MARKET_FAULTS_HELP}` }
+    }
+  }
+  return { faults }
 }
 
 export const HISTORICAL_TRADES_MAX = 1000

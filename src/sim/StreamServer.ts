@@ -86,6 +86,8 @@ export class StreamServer {
   readonly #random: () => number
   #cutTimer: ReturnType<typeof setTimeout> | undefined
   #cutArmed: MarketFaults["cutEveryMs"]
+  #stallTimer: ReturnType<typeof setInterval> | undefined
+  #stallArmed: MarketFaults["stallEveryMs"]
   #stalledUntil = 0
   #held: PublicTrade | undefined
   #malformedSent = 0
@@ -99,8 +101,14 @@ export class StreamServer {
     this.faultsChanged()
   }
 
-  /** Re-arms the timers that depend on the faults (random cuts). Call after changing `faults.current`. */
+  /** Re-arms the timers that depend on the faults (random cuts, periodic stalls). Call after changing `faults.current`. */
   faultsChanged(): void {
+    const stall = this.#faults.current.stallEveryMs
+    if (stall !== this.#stallArmed) {
+      this.#stallArmed = stall
+      if (this.#stallTimer !== undefined) clearInterval(this.#stallTimer)
+      this.#stallTimer = stall === undefined ? undefined : setInterval(() => this.stall(stall.forMs), stall.every)
+    }
     const cut = this.#faults.current.cutEveryMs
     if (cut === this.#cutArmed) return
     this.#cutArmed = cut
@@ -132,10 +140,6 @@ export class StreamServer {
     const sent = this.#sent ?? []
     this.#sent = on ? [] : undefined
     return sent
-  }
-
-  sentTrades(): ReadonlyArray<{ readonly symbol: string; readonly tradeId: number }> {
-    return this.#sent ?? []
   }
 
   /** Handles an HTTP upgrade; answers 404 for unknown paths and 400 for invalid stream names. */
@@ -205,7 +209,9 @@ export class StreamServer {
   close(): void {
     if (this.#pingTimer !== undefined) clearInterval(this.#pingTimer)
     if (this.#cutTimer !== undefined) clearTimeout(this.#cutTimer)
+    if (this.#stallTimer !== undefined) clearInterval(this.#stallTimer)
     this.#cutArmed = undefined
+    this.#stallArmed = undefined
     this.dropAll()
     this.#wss.close()
   }

@@ -59,6 +59,31 @@ describe("market data completeness", () => {
     30_000
   )
 
+  it.live(
+    "duplicates, out-of-order ids, forced disconnects and historicalTrades answering fewer rows than asked: market.raw still holds every id once, in order",
+    () =>
+      Effect.gen(function*() {
+        const sim = yield* SimExchangeServer.make({
+          symbols: [A],
+          ticksPerSecond: 300,
+          marketFaults: { duplicateRate: 0.05, reorderRate: 0.05, maxConnectionMs: 400, historicalMaxRows: 7, historicalFailures: 2 }
+        })
+        yield* Effect.gen(function*() {
+          const rec = yield* record
+          const ingest = yield* startIngest([A], testIngestOptions())
+          yield* realWait(2000)
+          sim.setMarketFaults({})
+          yield* realWait(200)
+          yield* Fiber.interrupt(ingest)
+          const ids = idsOf(rec.ticks, A)
+          assert.isAbove(ids.length, 300)
+          assert.deepStrictEqual(ids, range(ids[0], ids[ids.length - 1]))
+          assert.deepStrictEqual(rec.gaps, [])
+        }).pipe(Effect.provide(ingestServices(sim)))
+      }),
+    20_000
+  )
+
   it.live("a stop in the middle of a burst: every trade the simulator sent before it received the close frame is published", () =>
     Effect.gen(function*() {
       const sim = yield* SimExchangeServer.make({ symbols: [A], ticksPerSecond: 0 })
