@@ -208,7 +208,8 @@ export const makeInMemoryBus = (options: { readonly capacity?: number } = {}): B
         const g = log.groups.get(group)
         return log.end - Math.max(g?.committed ?? log.base, log.base)
       }),
-    ready: Effect.succeed(true)
+    ready: Effect.succeed(true),
+    consuming: (topic, group) => Effect.sync(() => logOf(topic.name).groups.get(group)?.active === true)
   })
 }
 

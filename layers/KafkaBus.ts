@@ -372,6 +372,10 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
 
     const deadLetterCodec = topicCodec(DeadLetters)
 
+    /** Durable subscriptions of this process by `topic/group`, and whether each one's consumer is a live group member. */
+    const members = new Map<string, Set<{ joined: boolean }>>()
+    const memberKey = (topic: string, group: string) => `${topic}\u0000${group}`
+
     const subscribe = <A>(topic: Topic<A>, subscribeOptions: SubscribeOptions): Stream.Stream<Delivery<A>, BusError> =>
       Stream.unwrap(
         Effect.gen(function*() {
@@ -401,7 +405,19 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
             minBytes: 1,
             allowAutoTopicCreation: false
           })
+          const member = { joined: false }
+          if (!ephemeral) {
+            const key = memberKey(topic.name, groupId)
+            let set = members.get(key)
+            if (set === undefined) members.set(key, (set = new Set()))
+            set.add(member)
+            yield* Effect.addFinalizer(() => Effect.sync(() => set.delete(member)))
+          }
+          consumer.on(consumer.events.GROUP_JOIN, () => (member.joined = true))
+          consumer.on(consumer.events.REBALANCING, () => (member.joined = false))
+          consumer.on(consumer.events.STOP, () => (member.joined = false))
           consumer.on(consumer.events.CRASH, (event) => {
+            member.joined = false
             if (!event.payload.restart) {
               Queue.failCauseUnsafe(
                 queue,
@@ -561,7 +577,12 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
       subscribe,
       endOffsets,
       lag,
-      ready: Effect.sync(() => status.admin && status.producer && status.healthy)
+      ready: Effect.sync(() => status.admin && status.producer && status.healthy),
+      consuming: (topic, group) =>
+        Effect.sync(() => {
+          const set = members.get(memberKey(topic.name, group))
+          return set !== undefined && [...set].some((m) => m.joined)
+        })
     })
   })
 

@@ -54,6 +54,11 @@ export interface BusShape {
   readonly lag: (topic: Topic<any>, group: string) => Effect.Effect<number, BusError>
   /** Whether the transport is currently usable (for /health). */
   readonly ready: Effect.Effect<boolean>
+  /**
+   * Whether a durable subscription of this process to `topic` as `group` is consuming now (subscribed and, over
+   * Kafka, a member of its group that is not crashed or rejoining). For /ready.
+   */
+  readonly consuming: (topic: Topic<any>, group: string) => Effect.Effect<boolean>
 }
 
 export class Bus extends Context.Service<Bus, BusShape>()("autotrader/bus/Bus") {}
@@ -135,7 +140,8 @@ export const namespaced = (prefix: string, bus: BusShape): BusShape => {
       ),
     endOffsets: (topic) => bus.endOffsets(at(topic)),
     lag: (topic, group) => bus.lag(at(topic), `${prefix}${group}`),
-    ready: bus.ready
+    ready: bus.ready,
+    consuming: (topic, group) => bus.consuming(at(topic), `${prefix}${group}`)
   }
 }
 

@@ -2,6 +2,7 @@
 import { Config, Duration, Effect, Layer, Logger, References } from "effect"
 import { ConfigError } from "../domain/Errors.ts"
 import { consoleFlatJson } from "../observability/JsonLogger.ts"
+import { inRange } from "../runtime/Settings.ts"
 
 const SYMBOL = /^[A-Z0-9]{2,20}$/
 
@@ -20,7 +21,13 @@ export const symbolsConfig = Config.String("SYMBOLS").pipe(Config.withDefault("B
 export const topicPrefixConfig = Config.String("KAFKA_TOPIC_PREFIX").pipe(Config.withDefault(""))
 
 export const busKindConfig = Config.Literals(["memory", "kafka"], "BUS").pipe(Config.withDefault("memory" as const))
-export const httpPortConfig = Config.Int("HTTP_PORT").pipe(Config.withDefault(8080)) // 0: the OS picks
+
+/** 0: the OS picks. */
+export const httpPortConfig = inRange("HTTP_PORT", Config.Int("HTTP_PORT").pipe(Config.withDefault(8080)), {
+  min: 0,
+  max: 65535,
+  text: "a port number from 0 to 65535 (0: the OS picks)"
+})
 
 export const simConfig = Config.all({
   seed: Config.Int("SIM_SEED").pipe(Config.withDefault(42)),

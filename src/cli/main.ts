@@ -5,6 +5,7 @@ import { Argument, Command, Flag } from "effect/cli"
 import { MARKET_FAULTS_HELP, parseMarketFaults } from "../sim/MarketData.ts"
 import * as SimExchangeServer from "../sim/SimExchangeServer.ts"
 import { LoggingLive, parseDuration, symbolsConfig } from "./AppConfig.ts"
+import { exitOnConfigError } from "../runtime/Fatal.ts"
 import { replayCommand } from "./ReplayCommand.ts"
 import { run } from "./Run.ts"
 import { SERVICE_STAGES, service } from "./Service.ts"
@@ -62,6 +63,7 @@ const root = Command.make("autotrader").pipe(
 
 root.pipe(
   Command.run({ version: "0.1.0" }),
+  exitOnConfigError,
   Effect.provide([NodeServices.layer, LoggingLive]),
   NodeRuntime.runMain({
     // a signal-driven stop (Ctrl-C, SIGTERM) that drained cleanly is a success

@@ -10,7 +10,7 @@ import { Clock, Config, Effect, Option, Redacted, Stream } from "effect"
 import { Bus, commitBatch, replayThenLive } from "../bus/Bus.ts"
 import { ConfigError } from "../domain/Errors.ts"
 import { Alerts, ControlTopic, OrdersEvents, SignalsApproved, SignalsCandidate, SignalsRejected, type Topic } from "../domain/Topics.ts"
-import type { Stage } from "../cli/Pipeline.ts"
+import type { StageRun } from "../runtime/Supervisor.ts"
 import { runCommands } from "./Commands.ts"
 import {
   type BatchLine,
@@ -196,7 +196,7 @@ export const runNotifier = (options: NotifierOptions) =>
   ).pipe(Effect.annotateLogs({ stage: "notifier" }))
 
 /** `autotrader run`'s notifier stage: grammY against `config.apiRoot`, notifications to `config.chatIds`. */
-export const notifierStage = (config: NotifierConfig, symbols: ReadonlyArray<string>): Stage<Bus> => ({
+export const notifierStage = (config: NotifierConfig, symbols: ReadonlyArray<string>): StageRun<Bus> => ({
   name: "notifier",
   run: runNotifier({
     chatIds: config.chatIds,

@@ -1,19 +1,36 @@
 /**
- * Per-service health: which stages run, whether the bus is usable, uptime. Served with Prometheus metrics as
- * `GET /health` (200 ok / 503 degraded) and `GET /metrics` on `HTTP_PORT`.
+ * Per-service health: which stages run, whether the bus is usable, whether each stage's consumers are consuming,
+ * uptime. Served by src/observability/HttpServer.ts as `GET /health` (200 ok / 503 degraded) and `GET /ready`.
+ *
+ * - `status` (health): "degraded" while the bus is unavailable or a stage has failed (it is being restarted).
+ * - `ready`: additionally false while a stage is starting, or one of its input subscriptions is not consuming
+ *   (e.g. its Kafka consumer has not joined its group yet after a broker restart).
  */
-import { NodeHttpServer } from "@effect/platform-node"
 import { Clock, Context, Effect, Layer, Ref } from "effect"
 import { HttpRouter, HttpServerResponse } from "effect/http"
-import { PrometheusMetrics } from "effect/observability"
-import { createServer } from "node:http"
 import { Bus } from "../bus/Bus.ts"
 import type { MarketGap } from "../domain/Messages.ts"
+import type { Topic } from "../domain/Topics.ts"
 
 export type StageStatus = "starting" | "running" | "stopped" | "failed"
 
+/** An input of a stage: the topic it consumes as the consumer group. */
+export type StageInput = readonly [Topic<any>, string]
+
+export interface StageHealth {
+  readonly status: StageStatus
+  readonly detail?: string
+  /** Times the supervisor restarted the stage after a failure or a defect. */
+  readonly restarts?: number
+  /** Per input `topic/group`: whether this process consumes it right now. */
+  readonly consuming?: Record<string, boolean>
+}
+
 export interface HealthShape {
   readonly setStage: (stage: string, status: StageStatus, detail?: string) => Effect.Effect<void>
+  /** The inputs whose subscriptions must be consuming for the stage to count as ready. */
+  readonly setInputs: (stage: string, inputs: ReadonlyArray<StageInput>) => Effect.Effect<void>
+  readonly countRestart: (stage: string) => Effect.Effect<void>
   readonly report: Effect.Effect<HealthReport>
   /** A market-data hole that could not be filled: counted and the last few shown (it does not degrade health). */
   readonly recordGap: (gap: MarketGap) => Effect.Effect<void>
@@ -23,11 +40,19 @@ const RECENT_GAPS = 10
 
 export interface HealthReport {
   readonly status: "ok" | "degraded"
+  readonly ready: boolean
   readonly service: string
   readonly uptimeSeconds: number
   readonly bus: "ready" | "unavailable"
-  readonly stages: Record<string, { readonly status: StageStatus; readonly detail?: string }>
+  readonly stages: Record<string, StageHealth>
   readonly marketGaps?: { readonly total: number; readonly recent: ReadonlyArray<MarketGap> }
+}
+
+interface StageEntry {
+  status: StageStatus
+  detail?: string
+  restarts: number
+  inputs: ReadonlyArray<StageInput>
 }
 
 export class Health extends Context.Service<Health, HealthShape>()("autotrader/observability/Health") {
@@ -37,24 +62,46 @@ export class Health extends Context.Service<Health, HealthShape>()("autotrader/o
       Effect.gen(function*() {
         const bus = yield* Bus
         const started = yield* Clock.currentTimeMillis
-        const stages = yield* Ref.make(new Map<string, { status: StageStatus; detail?: string }>())
+        const stages = yield* Ref.make(new Map<string, StageEntry>())
+        const update = (stage: string, f: (e: StageEntry) => StageEntry) =>
+          Ref.update(stages, (m) => new Map(m).set(stage, f(m.get(stage) ?? { status: "starting", restarts: 0, inputs: [] })))
         const gaps = yield* Ref.make<{ total: number; recent: ReadonlyArray<MarketGap> }>({ total: 0, recent: [] })
         return Health.of({
           recordGap: (gap) => Ref.update(gaps, (g) => ({ total: g.total + 1, recent: [...g.recent, gap].slice(-RECENT_GAPS) })),
-          setStage: (stage, status, detail) =>
-            Ref.update(stages, (m) => new Map(m).set(stage, detail === undefined ? { status } : { status, detail })),
+          setStage: (stage, status, detail) => update(stage, (e) => ({ ...e, status, detail })),
+          setInputs: (stage, inputs) => update(stage, (e) => ({ ...e, inputs })),
+          countRestart: (stage) => update(stage, (e) => ({ ...e, restarts: e.restarts + 1 })),
           report: Effect.gen(function*() {
             const now = yield* Clock.currentTimeMillis
-            const ready = yield* bus.ready
+            const busReady = yield* bus.ready
             const current = yield* Ref.get(stages)
-            const failed = [...current.values()].some((s) => s.status === "failed")
+            const out: Record<string, StageHealth> = {}
+            let failed = false
+            let allReady = true
+            for (const [name, e] of current) {
+              const consuming: Record<string, boolean> = {}
+              for (const [topic, group] of e.inputs) {
+                const on = yield* bus.consuming(topic, group)
+                consuming[`${topic.name}/${group}`] = on
+                if (!on) allReady = false
+              }
+              if (e.status === "failed") failed = true
+              if (e.status !== "running") allReady = false
+              out[name] = {
+                status: e.status,
+                ...(e.detail === undefined ? {} : { detail: e.detail }),
+                ...(e.restarts > 0 ? { restarts: e.restarts } : {}),
+                ...(e.inputs.length > 0 ? { consuming } : {})
+              }
+            }
             const marketGaps = yield* Ref.get(gaps)
             return {
-              status: ready && !failed ? "ok" : "degraded",
+              status: busReady && !failed ? "ok" : "degraded",
+              ready: busReady && allReady,
               service,
               uptimeSeconds: Math.round((now - started) / 1000),
-              bus: ready ? "ready" : "unavailable",
-              stages: Object.fromEntries(current),
+              bus: busReady ? "ready" : "unavailable",
+              stages: out,
               ...(marketGaps.total > 0 ? { marketGaps } : {})
             } as const
           })
@@ -63,7 +110,8 @@ export class Health extends Context.Service<Health, HealthShape>()("autotrader/o
     )
 }
 
-const healthRoute = HttpRouter.add(
+/** `GET /health`: 200 while ok, 503 while degraded, with the report as JSON. */
+export const healthRoute = HttpRouter.add(
   "GET",
   "/health",
   Effect.gen(function*() {
@@ -72,8 +120,15 @@ const healthRoute = HttpRouter.add(
   })
 )
 
-/** `/health` and `/metrics` on `port` (0: the OS picks; the address is logged). */
-export const healthServer = (port: number, host = "0.0.0.0") =>
-  HttpRouter.serve(Layer.mergeAll(healthRoute, PrometheusMetrics.layerHttp())).pipe(
-    Layer.provideMerge(NodeHttpServer.layer(createServer, { port, host }))
-  )
+/** `GET /ready`: 200 once every stage runs and consumes its inputs, 503 otherwise (load balancers, orchestrators). */
+export const readyRoute = HttpRouter.add(
+  "GET",
+  "/ready",
+  Effect.gen(function*() {
+    const report = yield* (yield* Health).report
+    return HttpServerResponse.jsonUnsafe(
+      { ready: report.ready, bus: report.bus, stages: report.stages },
+      { status: report.ready ? 200 : 503 }
+    )
+  })
+)

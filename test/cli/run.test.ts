@@ -67,4 +67,24 @@ describe("autotrader run", () => {
     expect(code).not.toBe(0)
     expect(run.output()).toMatch(/SYMBOLS must be a comma-separated list/)
   }, 30_000)
+
+  it("a value out of range (ORDER_QTY=-1, RISK_MAX_TRADES_PER_MINUTE=-3, HTTP_PORT=99999) stops at start with exit 1 and one line naming it, before any stage starts", async () => {
+    const cases = [
+      { args: ["run", "--for", "30s"], env: { ORDER_QTY: "-1" }, line: /ORDER_QTY must be a quantity > 0 \(got -1\)/ },
+      { args: ["run", "--for", "30s"], env: { RISK_MAX_TRADES_PER_MINUTE: "-3" }, line: /RISK_MAX_TRADES_PER_MINUTE must be a whole number ≥ 1 \(got -3\)/ },
+      { args: ["run", "--for", "30s"], env: { HTTP_PORT: "99999" }, line: /HTTP_PORT must be a port number from 0 to 65535.*\(got 99999\)/ },
+      { args: ["service", "risk"], env: { ORDER_QTY: "-1", BUS: "memory" }, line: /ORDER_QTY must be a quantity > 0 \(got -1\)/ }
+    ]
+    const runs = cases.map((c) => ({ ...c, run: start(c.args, c.env) }))
+    for (const c of runs) {
+      const code = await c.run.exited
+      c.run.cleanup()
+      const out = c.run.output().trim()
+      expect(code, out).toBe(1)
+      const logged = out.split("\n")
+      expect(logged, out).toHaveLength(1)
+      expect(logged[0]).toMatch(c.line)
+      expect(out).not.toMatch(/running|stage|drain/)
+    }
+  }, 120_000)
 })

@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Redacted } from "effect"
 import { clientOrderIdFor } from "../../src/orders/OrderPrep.ts"
-import { startStages } from "../../src/cli/Pipeline.ts"
+import { startStages } from "../../src/runtime/Supervisor.ts"
 import { Exchange } from "../../src/exchange/Exchange.ts"
 import * as SimExchangeServer from "../../src/sim/SimExchangeServer.ts"
 import { allStages, eventually, exchangeLayerFor, recorder, servicesFor, waitForIngest } from "../support/pipeline.ts"

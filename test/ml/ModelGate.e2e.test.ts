@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Option } from "effect"
 import { Bus } from "../../src/bus/Bus.ts"
-import { startStages } from "../../src/cli/Pipeline.ts"
+import { startStages } from "../../src/runtime/Supervisor.ts"
 import { MarketRaw, SignalsCandidate } from "../../src/domain/Topics.ts"
 import { RISK_GROUP } from "../../src/risk/RiskService.ts"
 import { runSignalsWith, SIGNALS_GROUP } from "../../src/signals/SignalService.ts"

@@ -1,19 +1,15 @@
 /** Test harness: the real stages on an in-memory bus against the simulator over loopback sockets. */
-import { Duration, Effect, Layer, Redacted, Stream } from "effect"
+import { Duration, Effect, Layer, Option, Redacted, Stream } from "effect"
 import * as BinanceExchange from "../../layers/BinanceExchange.ts"
 import * as InMemoryBus from "../../layers/InMemoryBus.ts"
 import { Bus } from "../../src/bus/Bus.ts"
-import { type Stage, startStages } from "../../src/cli/Pipeline.ts"
 import type { Candidate, OrderEvent, Tick } from "../../src/domain/Messages.ts"
-import { MarketRaw, OrdersEvents, SignalsApproved, SignalsCandidate } from "../../src/domain/Topics.ts"
-import type { Exchange } from "../../src/exchange/Exchange.ts"
-import { runIngest } from "../../src/ingest/Ingest.ts"
+import { MarketRaw, OrdersEvents, SignalsCandidate } from "../../src/domain/Topics.ts"
 import { Health } from "../../src/observability/Health.ts"
 import { defaultOrderManagerOptions } from "../../src/orders/OrderManager.ts"
-import { ORDERS_GROUP, runOrders } from "../../src/orders/OrderService.ts"
 import type { RiskLimits } from "../../src/risk/RiskGate.ts"
-import { RISK_GROUP, runRisk } from "../../src/risk/RiskService.ts"
-import { runSignals, SIGNALS_GROUP } from "../../src/signals/SignalService.ts"
+import { type StageContext, stageRun, Stages, type StageServices } from "../../src/runtime/Stages.ts"
+import type { StageRun } from "../../src/runtime/Supervisor.ts"
 import type { SimExchange } from "../../src/sim/SimExchange.ts"
 import { SIM_API_KEY, SIM_API_SECRET } from "../../src/sim/SimExchange.ts"
 
@@ -34,12 +30,16 @@ export const servicesFor = (sim: SimExchange, overrides: Partial<BinanceExchange
 
 export const testLimits: RiskLimits = { orderQty: 0.1, maxPosition: 1, maxTradesPerMinute: 10, maxTradesPerHour: 100 }
 
-export const allStages = (symbols: ReadonlyArray<string>, limits = testLimits): ReadonlyArray<Stage<Bus | Exchange | Health>> => [
-  { name: "ingest", run: runIngest(symbols), source: true },
-  { name: "signals", run: runSignals, inputs: [[MarketRaw, SIGNALS_GROUP]] },
-  { name: "risk", run: runRisk(limits), inputs: [[SignalsCandidate, RISK_GROUP]] },
-  { name: "orders", run: runOrders(defaultOrderManagerOptions(symbols)), inputs: [[SignalsApproved, ORDERS_GROUP]] }
-]
+/** The trading stages of the registry (ingest → signals → risk → orders) with test configuration. */
+export const allStages = (symbols: ReadonlyArray<string>, limits = testLimits): ReadonlyArray<StageRun<StageServices>> => {
+  const context: StageContext = { symbols, mode: "run" }
+  return [
+    stageRun(Stages.ingest, undefined, context),
+    stageRun(Stages.signals, Option.none(), context),
+    stageRun(Stages.risk, limits, context),
+    stageRun(Stages.orders, defaultOrderManagerOptions(symbols), context)
+  ]
+}
 
 /** Collects what the pipeline publishes (subscribed before anything is published). */
 export const recorder = Effect.gen(function*() {
