@@ -121,7 +121,8 @@ describe("six services over a real Kafka", () => {
   }, 60_000)
 
   it("every service answers /health with its own name", async () => {
-    await waitFor(() => [...running.values()].every((s) => s.port !== undefined), "all services listening", 30_000)
+    // six Node processes starting at once take a while on a busy 2-core machine
+    await waitFor(() => [...running.values()].every((s) => s.port !== undefined), "all services listening", 150_000)
     // a service may report 503 for a moment while a fresh broker finishes creating topics (the stage restarts)
     for (const s of running.values()) {
       let last = await health(s.port!)
@@ -134,7 +135,7 @@ describe("six services over a real Kafka", () => {
       expect(last.status, `${s.stage}: ${JSON.stringify(last.body)}`).toBe(200)
       expect(last.body.bus).toBe("ready")
     }
-  }, 60_000)
+  }, 200_000)
 
   it("simulator ticks → an order at the simulator, correctly signed, once per signal", async () => {
     await waitFor(() => executed().length >= 2, "a buy and a sell at the simulator", 90_000)
