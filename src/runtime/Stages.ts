@@ -20,7 +20,7 @@ import {
   type Topic
 } from "../domain/Topics.ts"
 import type { Exchange } from "../exchange/Exchange.ts"
-import { runIngest } from "../ingest/Ingest.ts"
+import { ingestOptionsConfig, type IngestOptions, runIngest } from "../ingest/Ingest.ts"
 import { type NotifierConfig, notifierConfig, notifierStage } from "../notify/Notifier.ts"
 import type { Health, StageInput } from "../observability/Health.ts"
 import { defaultOrderManagerOptions, type OrderManagerOptions } from "../orders/OrderManager.ts"
@@ -73,15 +73,16 @@ export const orderOptionsConfig = (symbols: ReadonlyArray<string>) =>
   }))
 
 export const Stages = {
-  ingest: define<void>({
+  /** Config undefined: the stage reads it from the environment when it starts (tests). */
+  ingest: define<IngestOptions | undefined>({
     name: "ingest",
     source: true,
     inputs: [],
     outputs: [MarketRaw],
     needsExchange: true,
-    config: () => Effect.void,
+    config: ({ symbols }) => ingestOptionsConfig(symbols),
     enabled: always,
-    run: (_, { symbols }) => runIngest(symbols)
+    run: (options, { symbols }) => runIngest(symbols, options)
   }),
   signals: define<Option.Option<SignalModelOptions>>({
     name: "signals",
