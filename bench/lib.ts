@@ -1,6 +1,6 @@
 /** Small helpers shared by the benchmark scenarios: statistics, child processes, /proc sampling. */
 import { type ChildProcess, execFileSync, fork, spawn } from "node:child_process"
-import { readFileSync } from "node:fs"
+import { openSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 
 export const root = join(import.meta.dirname, "..")
@@ -71,10 +71,12 @@ export const nextMessage = <T extends { type: string }>(child: ChildProcess, typ
 /** Starts `autotrader <args>` with `env`, its output discarded (what it logs is still formatted and written). */
 /** BENCH_PROF_DIR=dir: every autotrader process writes a CPU profile there (`node --cpu-prof`), stopped with SIGINT. */
 const profDir = process.env.BENCH_PROF_DIR
+/** BENCH_LOG_DIR=dir: their output goes to dir/<args>.log instead of nowhere. */
+const logDir = process.env.BENCH_LOG_DIR
 export const startCli = (args: ReadonlyArray<string>, env: NodeJS.ProcessEnv): ChildProcess =>
   spawn(process.execPath, [...(profDir === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${profDir}`]), cli, ...args], {
     env: { ...process.env, ...env },
-    stdio: ["ignore", "ignore", "inherit"]
+    stdio: ["ignore", logDir === undefined ? "ignore" : openSync(join(logDir, `${args.join("-")}.log`), "a"), "inherit"]
   })
 
 export const stop = async (child: ChildProcess): Promise<void> => {

@@ -1,214 +1,274 @@
 /**
- * `npm run bench`: tick store and replay throughput, median of several fresh processes each, written to
- * BENCHMARKS.md with the machine it ran on. Targets (issue #5): store ≥ 500k ticks/s into Parquet with bounded
- * memory; replay ≥ 1M ticks/s through signal + risk + paper execution.
+ * `npm run bench`: every figure next to its floor, measured in the same run and interleaved (floor, subject, floor,
+ * subject, …, each in a fresh process), so a busy machine slows both alike; the ratio is the figure that travels.
+ * Writes BENCHMARKS.md: machine, Node, date, load before/after, per figure the median of RUNS runs and its spread.
  *
- *   node bench/run.ts                 all benchmarks, writes BENCHMARKS.md
- *   node bench/run.ts --child <name>  one measurement, prints JSON (used by the parent)
+ *   node bench/run.ts [--runs N] [--only tick,kafka,stages,store,replay,extra]
+ *   node bench/run.ts --child <name> [args…]     one measurement, JSON on stdout (used by the parent)
+ *
+ * Scenarios (each a function with its floor next to it): tickToOrder.ts (tick → order, measured by the simulator),
+ * kafka.ts (produce → consume floors per client, our Bus over Kafka), stages.ts (decode, signal + risk on one core),
+ * storage.ts (store vs bare DuckDB COPY, replay as a whole process on our tree and a foreign one).
+ * Other areas' benchmarks (bench/ml.ts, bench/backtest.ts, bench/backfill.ts) join through `extraScenarios`.
  */
-import { Effect } from "effect"
 import { execFileSync } from "node:child_process"
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { cpus, loadavg, tmpdir, totalmem } from "node:os"
 import { join } from "node:path"
-import type { Delivery } from "../src/bus/Bus.ts"
-import type { Tick } from "../src/domain/Messages.ts"
-import { makeReplayer, replay } from "../src/backtest/Replay.ts"
-import { defaultStoreOptions, makeStoreSink } from "../src/storage/StoreService.ts"
-import * as TickStore from "../src/storage/TickStore.ts"
+import { kafkaBusFigures, kafkajsFloor, platformaticFloor } from "./kafka.ts"
+import { k, median, ms, ratio, root, spread } from "./lib.ts"
+import { decodeFloor, decodeStage, makeFrames, makeTicks, signalRiskFloor, signalRiskStage } from "./stages.ts"
+import { replayFloor, replayProcess, storeFloor, storeStage, writeForeignTree, writeOwnTree } from "./storage.ts"
+import { type Client, type LatencyRun, tickToOrderRun } from "./tickToOrder.ts"
 
-const N = 1_000_000
-const RUNS = 5
-const BATCH = 512 // what a bus poll hands the stage at a time
-const limits = { orderQty: 0.001, maxPosition: 0.01, maxTradesPerMinute: 2, maxTradesPerHour: 20 }
-const paper = { fee: 0.001, slippageBps: 1 }
-/** The store's codec: its default unless STORE_COMPRESSION says otherwise (to compare codecs). */
-const codec = ((c) => (c === "zstd" || c === "snappy" || c === "uncompressed" ? c : defaultStoreOptions.compression))(process.env.STORE_COMPRESSION)
+const STAGE_N = 500_000
+const STORE_N = 1_000_000
+const REPLAY_N = 2_000_000
+const KAFKA_N = 50_000
 
-/** 1M ticks over two symbols, a seeded random walk, one tick every 3 ms (about 50 minutes of a busy market). */
-const makeTicks = (n: number): Array<Tick> => {
-  let seed = 42
-  const rand = () => ((seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648) / 2_147_483_648)
-  const price = { BTCUSDT: 42_000, ETHUSDT: 2_250 }
-  const out: Array<Tick> = []
-  const t0 = Date.UTC(2024, 0, 1, 0, 0, 0)
-  for (let i = 0; i < n; i++) {
-    const symbol = i % 2 === 0 ? "BTCUSDT" : "ETHUSDT"
-    price[symbol] *= 1 + (rand() - 0.5) * 0.001
-    const ts = t0 + i * 3
-    out.push({
-      symbol,
-      price: Math.round(price[symbol] * 100) / 100,
-      size: Math.round(rand() * 1000) / 1000,
-      side: rand() < 0.5 ? "BUY" : "SELL",
-      tradeId: 3_000_000_000 + i,
-      ts,
-      receivedAt: ts + 2
+// ---------------------------------------------------------------------------------------------------------------
+// children: one measurement per fresh process
+
+const children: Record<string, (args: ReadonlyArray<string>) => Promise<unknown>> = {
+  "decode": async () => decodeStage(makeFrames(makeTicks(STAGE_N))),
+  "decode-floor": async () => decodeFloor(makeFrames(makeTicks(STAGE_N))),
+  "signal-risk": async () => signalRiskStage(makeTicks(STAGE_N)),
+  "signal-risk-floor": async () => signalRiskFloor(makeTicks(STAGE_N)),
+  "store": async () => storeStage(STORE_N),
+  "store-floor": async () => storeFloor(STORE_N),
+  "write-own": ([dir]) => writeOwnTree(dir, REPLAY_N),
+  "write-foreign": ([dir]) => writeForeignTree(dir, REPLAY_N),
+  "replay-floor": async ([dir]) => {
+    const started = performance.now()
+    const { rows } = await replayFloor(dir)
+    return rows / ((performance.now() - started) / 1000)
+  },
+  "kafkajs": () => kafkajsFloor(KAFKA_N),
+  "platformatic": () => platformaticFloor(KAFKA_N),
+  "kafka-bus": () => kafkaBusFigures(KAFKA_N)
+}
+
+const child = <T>(name: string, ...args: Array<string>): T =>
+  JSON.parse(
+    execFileSync(process.execPath, [import.meta.filename, "--child", name, ...args], {
+      encoding: "utf8",
+      maxBuffer: 16 << 20,
+      stdio: ["ignore", "pipe", "inherit"],
+      timeout: 600_000
     })
+  ) as T
+
+// ---------------------------------------------------------------------------------------------------------------
+// the run
+
+const argv = process.argv.slice(2)
+const flag = (name: string): string | undefined => {
+  const i = argv.indexOf(`--${name}`)
+  return i === -1 ? undefined : argv[i + 1]
+}
+const RUNS = Number(flag("runs") ?? 3)
+const only = flag("only")?.split(",")
+const want = (section: string) => only === undefined || only.includes(section)
+const log = (line: string) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}`)
+
+/** `RUNS` rounds; each round runs every subject once, the order alternating between rounds. */
+const interleaved = async <T>(subjects: ReadonlyArray<readonly [string, () => T | Promise<T>]>): Promise<Map<string, Array<T>>> => {
+  const out = new Map(subjects.map(([name]) => [name, [] as Array<T>]))
+  for (let r = 0; r < RUNS; r++) {
+    const order = r % 2 === 0 ? subjects : [...subjects].reverse()
+    for (const [name, run] of order) {
+      const value = await run()
+      out.get(name)!.push(value)
+      log(`${name} ${r + 1}/${RUNS}: ${JSON.stringify(value)}`)
+    }
   }
   return out
 }
 
-const rssMb = () => process.memoryUsage().rss / 1_048_576
-const peakRssMb = () => process.resourceUsage().maxRSS / 1024
+const sections: Array<string> = []
 
-interface Result {
-  readonly ticksPerSec: number
-  readonly seconds: number
-  readonly peakRssMb?: number
-  readonly rssGrowthMb?: number
-  readonly files?: number
-  readonly mb?: number
-}
-
-/** The store stage's own code (buffers, flush policy, commit bookkeeping, DuckDB writer) fed without a bus. */
-const benchStore = async (): Promise<Result> => {
-  const ticks = makeTicks(N)
-  const deliveries: Array<Delivery<Tick>> = ticks.map((t, offset) => ({
-    topic: "market.raw",
-    key: t.symbol,
-    value: t,
-    partition: 0,
-    offset,
-    commit: Effect.void
-  }))
-  const dir = mkdtempSync(join(tmpdir(), "bench-store-"))
-  const before = rssMb()
-  try {
-    const started = performance.now()
-    const stats = await Effect.runPromise(
-      Effect.scoped(
-        Effect.gen(function*() {
-          const sink = yield* makeStoreSink(defaultStoreOptions)
-          for (let i = 0; i < deliveries.length; i += BATCH) yield* sink.offer(deliveries.slice(i, i + BATCH))
-          yield* sink.flushAll("shutdown")
-          return sink.stats
-        }).pipe(Effect.provide(TickStore.layer({ dataDir: dir, compression: codec })))
+/** (1) tick → order, embedded, at three rates: floor vs `autotrader run`. */
+const tickSection = async () => {
+  const rates = [50, 1_000, 10_000]
+  const seconds = (rate: number) => (rate <= 50 ? 12 : 6)
+  const rows: Array<string> = []
+  for (const rate of rates) {
+    const results = await interleaved<LatencyRun>(
+      (["floor", "embedded"] as const).map((c) => [c, () => tickToOrderRun(c, rate, seconds(rate), 2)] as const)
+    )
+    const floor = results.get("floor")!
+    const floorP50 = median(floor.map((r) => r.p50))
+    for (const [client, runs] of results) {
+      const p50 = median(runs.map((r) => r.p50))
+      const p99 = median(runs.map((r) => r.p99))
+      rows.push(
+        `| ${rate.toLocaleString("en-US")}/s | ${client === "floor" ? "floor: bare client" : "autotrader run"} | ${spread(runs.map((r) => r.p50), ms)} | ${
+          spread(runs.map((r) => r.p99), ms)
+        } | ${spread(runs.map((r) => r.max), ms)} | ${client === "floor" ? "1×" : `**${ratio(p50 / floorP50)}**`} | ${
+          client === "floor" ? "–" : ratio(p99 / floorP50)
+        } | ${median(runs.map((r) => r.orders))} | ${median(runs.map((r) => r.cpuPct)).toFixed(0)} % | ${median(runs.map((r) => r.rssMb)).toFixed(0)} |`
       )
-    )
-    const seconds = (performance.now() - started) / 1000
-    return {
-      ticksPerSec: stats.rows / seconds,
-      seconds,
-      peakRssMb: peakRssMb(),
-      rssGrowthMb: peakRssMb() - before,
-      files: stats.files,
-      mb: stats.bytes / 1_048_576
     }
-  } finally {
-    rmSync(dir, { recursive: true, force: true })
   }
+  sections.push(`## 1. Tick → order, embedded
+
+Trade sent by the simulator (its own process) → order placement received by it, per order whose trade was sent after a 2 s warm-up; the order's client id names the trade (\`at-SYMBOL-TRADEID-L|S\`). One symbol, random walk, risk limits open (every approved crossing is an order; the position gate still alternates BUY/SELL and holds a new order while one is in flight), store off. **Floor**: \`bench/children/bare-client.ts\`: WebSocket frame → JSON.parse → MA10/MA30 crossing → HMAC-SHA256 → HTTP POST on a keep-alive agent, nothing else; it orders on every crossing. CPU: % of one core over the measured window; RSS at its end. Target at 1k/s: p50 ≤ 1.5× floor p50, p99 ≤ 3× floor p50.
+
+| rate | client | p50 ms | p99 ms | max ms | p50 / floor p50 | p99 / floor p50 | orders | CPU | RSS MB |
+|---|---|---|---|---|---|---|---|---|---|
+${rows.join("\n")}
+`)
 }
 
-/** Replay end to end: per-file DuckDB reads merged in (ts, trade_id) order in JS, then signal + risk + paper fills per tick. */
-const benchReplay = async (dir: string): Promise<Result> => {
-  const started = performance.now()
-  const { summary } = await Effect.runPromise(replay(dir, {}, limits, paper))
-  const seconds = (performance.now() - started) / 1000
-  return { ticksPerSec: summary.ticks / seconds, seconds, peakRssMb: peakRssMb() }
-}
-
-/** The replay core alone (ticks already in memory): what the pure stages cost. */
-const benchReplayCore = async (): Promise<Result> => {
-  const ticks = makeTicks(N)
-  const started = performance.now()
-  const r = makeReplayer(limits, paper)
-  for (const t of ticks) r.step(t)
-  const seconds = (performance.now() - started) / 1000
-  return { ticksPerSec: r.summary().ticks / seconds, seconds }
-}
-
-/** Writes the replay input once (not timed). */
-const prepareReplayInput = async (dir: string): Promise<void> => {
-  const ticks = makeTicks(N)
-  await Effect.runPromise(
-    Effect.scoped(
-      Effect.gen(function*() {
-        const sink = yield* makeStoreSink(defaultStoreOptions)
-        for (let i = 0; i < ticks.length; i += BATCH) {
-          yield* sink.offer(
-            ticks.slice(i, i + BATCH).map((value, k) => ({ topic: "market.raw", key: value.symbol, value, partition: 0, offset: i + k, commit: Effect.void }))
-          )
-        }
-        yield* sink.flushAll("shutdown")
-      }).pipe(Effect.provide(TickStore.layer({ dataDir: dir, compression: codec })))
-    )
+/** (2) Kafka: client floors, our Bus, and tick → order with the stages as processes over the broker. */
+const kafkaSection = async () => {
+  const floors = await interleaved<{ p50: number; p99: number; perSec: number }>([
+    ["kafkajs", () => child("kafkajs")],
+    ["@platformatic/kafka", () => child("platformatic")],
+    ["KafkaBus (kafkajs)", () => child("kafka-bus")]
+  ])
+  const base = floors.get("kafkajs")!
+  const floorRows = [...floors].map(([name, runs]) =>
+    `| ${name} | ${spread(runs.map((r) => r.p50), ms)} | ${spread(runs.map((r) => r.p99), ms)} | ${spread(runs.map((r) => r.perSec), k)} | ${
+      ratio(median(runs.map((r) => r.perSec)) / median(base.map((r) => r.perSec)))
+    } |`
   )
-}
+  const pipeline = await interleaved<LatencyRun>([["kafka", () => tickToOrderRun("kafka" as Client, 1_000, 8, 4)]])
+  const runs = pipeline.get("kafka")!
+  const sustained: Array<string> = []
+  for (const rate of [2_000, 5_000, 10_000, 20_000, 50_000]) {
+    const r = await tickToOrderRun("kafka", rate, 6, 3)
+    log(`kafka sustained ${rate}/s: ${JSON.stringify(r)}`)
+    const kept = (r.backlog ?? Number.POSITIVE_INFINITY) <= rate * 0.5
+    sustained.push(`| ${rate.toLocaleString("en-US")}/s | ${r.backlog ?? "–"} | ${kept ? "yes" : "no"} | ${ms(r.p50)} | ${ms(r.p99)} | ${r.cpuPct.toFixed(0)} % |`)
+    if (!kept) break
+  }
+  sections.push(`## 2. Over Kafka (local single-node broker)
 
-const child = async (name: string, arg: string | undefined): Promise<void> => {
-  const result = name === "store"
-    ? await benchStore()
-    : name === "replay"
-    ? await benchReplay(arg ?? "")
-    : name === "replay-core"
-    ? await benchReplayCore()
-    : name === "prepare"
-    ? (await prepareReplayInput(arg ?? ""), { ticksPerSec: 0, seconds: 0 })
-    : undefined
-  if (result === undefined) throw new Error(`unknown benchmark ${name}`)
-  process.stdout.write(JSON.stringify(result))
-}
+Floors: a bare producer → consumer round trip in one process per client (idempotent producer, acks=all, 3 partitions, consumer max wait 50 ms), one message every 3 ms for latency; ${k(KAFKA_N)} tick-sized JSON messages in 1,000-message sends, consumed and committed per batch, for throughput. **KafkaBus**: the same through our Bus (Schema encode/decode, queue, stream, \`commitBatch\`).
 
-const runChild = (name: string, arg?: string): Result =>
-  JSON.parse(execFileSync(process.execPath, [import.meta.filename, "--child", name, ...(arg === undefined ? [] : [arg])], { encoding: "utf8", maxBuffer: 1 << 20 }))
+| client | round trip p50 ms | p99 ms | produce → consume msgs/s | vs kafkajs |
+|---|---|---|---|---|
+${floorRows.join("\n")}
 
-const median = (xs: ReadonlyArray<number>): number => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s.length % 2 === 1 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
-}
+Tick → order with \`autotrader service ingest|signals|risk|orders\` as four processes over the broker (BUS=kafka, fresh topic prefix per run), 1,000 trades/s, same simulator and measure as §1: p50 ${spread(runs.map((r) => r.p50), ms)} ms, p99 ${spread(runs.map((r) => r.p99), ms)} ms, max ${spread(runs.map((r) => r.max), ms)} ms, ${median(runs.map((r) => r.orders))} orders per run, CPU of the four ${median(runs.map((r) => r.cpuPct)).toFixed(0)} %, RSS ${median(runs.map((r) => r.rssMb)).toFixed(0)} MB. Against the kafkajs round-trip floor p50: ${ratio(median(runs.map((r) => r.p50)) / median(base.map((r) => r.p50)))} (three hops: market.raw, signals.candidate, signals.approved).
 
-const k = (x: number) => `${Math.round(x / 1000).toLocaleString("en-US")}k`
+Sustained rate: the simulator offers the rate for 6 s after a 3 s warm-up; **backlog** at the end = trades sent − ticks on market.raw + the signals group's lag on market.raw. Sustained while the backlog stays under half a second of trades.
 
-const main = async (): Promise<void> => {
-  const runs = (name: string, arg?: string): Array<Result> =>
-    Array.from({ length: RUNS }, (_, i) => {
-      const r = runChild(name, arg)
-      console.error(`${name} run ${i + 1}/${RUNS}: ${k(r.ticksPerSec)} ticks/s${r.peakRssMb === undefined ? "" : `, peak RSS ${r.peakRssMb.toFixed(0)} MB`}`)
-      return r
-    })
-  const loadBefore = loadavg()[0]
-  const store = runs("store")
-  const input = mkdtempSync(join(tmpdir(), "bench-replay-"))
-  try {
-    runChild("prepare", input)
-    const replayRuns = runs("replay", input)
-    const core = runs("replay-core")
-    const cpu = cpus()
-    const rows = [
-      ["store: ticks → Parquet (buffers + DuckDB appender + COPY zstd + fsync + rename, 2 files written in the background)", store, 500_000],
-      ["replay: Parquet → per-file DuckDB reads + k-way merge in JS → signal + risk + paper fills", replayRuns, 1_000_000],
-      ["replay core only (ticks in memory → signal + risk + paper fills)", core, 1_000_000]
-    ] as const
-    const table = rows.map(([label, rs, target]) => {
-      const m = median(rs.map((r) => r.ticksPerSec))
-      const all = rs.map((r) => k(r.ticksPerSec)).join(", ")
-      const rss = rs[0].peakRssMb === undefined ? "–" : `${median(rs.map((r) => r.peakRssMb ?? 0)).toFixed(0)}`
-      return `| ${label} | **${k(m)}** | ${all} | ${k(target)} | ${(m / target).toFixed(2)}× ${m >= target ? "✅" : "❌"} | ${rss} |`
-    })
-    const storeGrowth = median(store.map((r) => r.rssGrowthMb ?? 0))
-    const md = `# Benchmarks
-
-Generated by \`npm run bench\` (bench/run.ts) on ${new Date().toISOString().slice(0, 10)}. Each figure is the median of ${RUNS} runs, each in a fresh Node process, over ${N.toLocaleString("en-US")} ticks (two symbols, seeded random walk, trade ids above 2^31).
-
-**Machine:** ${cpu[0]?.model ?? "unknown CPU"}, ${cpu.length} cores, ${(totalmem() / 1_073_741_824).toFixed(0)} GB RAM, Node ${process.version}, ${process.platform}/${process.arch}. Load average (1 min) before / after: ${loadBefore.toFixed(2)} / ${loadavg()[0].toFixed(2)} — other work on the machine lowers every figure; compare runs taken at low load.
-
-| benchmark | median ticks/s | runs | target | ratio | peak RSS MB |
+| offered | backlog at end | sustained | p50 ms | p99 ms | CPU (4 processes) |
 |---|---|---|---|---|---|
-${table.join("\n")}
+${sustained.join("\n")}
+`)
+}
 
-- **Store**: the store stage's own code path (\`makeStoreSink\`: per-partition typed-array buffers, flush at ${defaultStoreOptions.flushRows.toLocaleString("en-US")} rows, commit bookkeeping) into the DuckDB writer (\`TickStore\`), fed ${BATCH}-tick batches as a bus poll would deliver them, without the bus's JSON decoding. A full buffer is written in the background (at most 2 at a time, each on its own DuckDB connection) while the next ones fill, and committed only once its file is renamed; buffer arrays of written files are reused. It wrote ${store[0].files} files, ${(store[0].mb ?? 0).toFixed(1)} MB (zstd; snappy measured no faster here and 2.8× larger: 16.5 MB). Memory: peak RSS includes the 1M generated input ticks held by the benchmark; growth during the write was ${storeGrowth.toFixed(0)} MB (bounded by flush rows × (open partitions + 2 being written + 4 spare array sets)).
-- **Replay**: \`replay()\` end to end, as \`autotrader replay\` runs it: the Parquet footers give each file's time range and symbol; each file is read on its own and streamed in 2048-row chunks (files our store wrote are already in (ts, trade_id) order and marked so in their footer; DuckDB sorts any other file), the next chunk and the next files fetched while JS merges, DuckDB on the cores the merge leaves (1 thread here); a k-way merge in JS takes the smallest (ts, trade_id, symbol) head row by row in one synchronous loop and drops duplicates of (symbol, trade_id); then \`stepSignal\`, \`decide\`, paper \`OrderFilled\` through \`applyOrder\` and mark-to-market equity per tick, through one reused tick object (no allocation per row). Before this design (one DuckDB \`ORDER BY ts, trade_id\` over the whole tree, a \`Tick\` object per row) the same row measured 531k ticks/s.
-- Where replay time goes (CPU profile of the end-to-end run, 1M ticks): signal + risk + paper core about 0.35 s (3rd row), the merge loop about 0.24 s, garbage collection about 0.19 s, DuckDB's JS hand-over (\`fetchChunk\` and a typed-array view per column per 2048-row chunk, taken from the native chunk) about 0.17 s, and about 0.14 s of the main thread waiting, half of it start-up (DuckDB instance ~40 ms, footers ~25 ms, first files) and the rest for chunks DuckDB decodes on the other core (on ${cpu.length} cores a loaded machine shows up here first). Tried and dropped: reading a whole file per query (\`run\` + \`getChunk\`: the chunk copy lands on the main thread, 670–740k ticks/s) and fetching up to 8 chunks ahead per file (no measurable change).
-- Writer choice: parquetjs-lite (the design card's) is not a dependency; measured on this machine at 78k rows/s (6× under the 500k target) against DuckDB's 868k (see ../shared/parquet-writers.md).
-`
-    writeFileSync(join(import.meta.dirname, "..", "BENCHMARKS.md"), md)
-    console.log(md)
-  } finally {
-    rmSync(input, { recursive: true, force: true })
+/** (3) stage throughput on one core. */
+const stagesSection = async () => {
+  const r = await interleaved<number>([
+    ["decode", () => child("decode")],
+    ["decode-floor", () => child("decode-floor")],
+    ["signal-risk", () => child("signal-risk")],
+    ["signal-risk-floor", () => child("signal-risk-floor")]
+  ])
+  const row = (label: string, name: string, floorLabel: string) => {
+    const s = r.get(name)!
+    const f = r.get(`${name}-floor`)!
+    return `| ${label} | ${spread(s, k)} | ${floorLabel} | ${spread(f, k)} | ${ratio(median(s) / median(f))} |`
+  }
+  sections.push(`## 3. Stage throughput (one core, ${k(STAGE_N)} pre-generated items, no sockets)
+
+| stage | items/s | floor | floor items/s | stage / floor |
+|---|---|---|---|---|
+${row("decode: Binance trade frame → Tick (\`decodeTradeFrame\`)", "decode", "JSON.parse + Number() of the fields")}
+${row("signal + risk: \`stepSignal\` → \`decide\` (+ fill applied)", "signal-risk", "MA10/MA30 ring buffer + crossing flag")}
+`)
+}
+
+/** (4) store vs bare COPY; replay as a whole process on our tree and a foreign one. */
+const storageSection = async () => {
+  const parts: Array<string> = []
+  if (want("store")) {
+    const r = await interleaved<{ perSec: number; peakRssMb: number }>([
+      ["store", () => child("store")],
+      ["store-floor", () => child("store-floor")]
+    ])
+    const s = r.get("store")!.map((x) => x.perSec)
+    const f = r.get("store-floor")!.map((x) => x.perSec)
+    parts.push(`| store: \`makeStoreSink\` → \`TickStore\` (512-tick batches, background writes, fsync + rename) | ${spread(s, k)} | bare DuckDB appender + COPY zstd, same ${k(STORE_N)} rows | ${spread(f, k)} | **${ratio(median(s) / median(f))}** (target ≥ 0.8×) |`)
+  }
+  if (want("replay")) {
+    const own = mkdtempSync(join(tmpdir(), "bench-own-"))
+    const foreign = mkdtempSync(join(tmpdir(), "bench-foreign-"))
+    try {
+      child("write-own", own)
+      child("write-foreign", foreign)
+      const r = await interleaved<number>([
+        ["replay own", () => replayProcess(own, REPLAY_N).perSec],
+        ["replay foreign", () => replayProcess(foreign, REPLAY_N).perSec],
+        ["floor own", () => child<number>("replay-floor", own)],
+        ["floor foreign", () => child<number>("replay-floor", foreign)]
+      ])
+      for (const tree of ["own", "foreign"]) {
+        const s = r.get(`replay ${tree}`)!
+        const f = r.get(`floor ${tree}`)!
+        parts.push(`| replay, ${tree === "own" ? "the store's own tree" : "a foreign tree"}: \`autotrader replay <dir>\` as a whole process | ${spread(s, k)} | bare DuckDB \`read_parquet … ORDER BY ts, trade_id\` (dedup) reading every row | ${spread(f, k)} | ${ratio(median(s) / median(f))} (target ${k(1_000_000)} ticks/s: ${median(s) >= 1_000_000 ? "met" : "missed"}) |`)
+      }
+    } finally {
+      rmSync(own, { recursive: true, force: true })
+      rmSync(foreign, { recursive: true, force: true })
+    }
+  }
+  sections.push(`## 4. Store and replay
+
+Store: ${k(STORE_N)} ticks, two symbols. Replay: ${k(REPLAY_N)} ticks; the store's own tree is what the store wrote (sorted files, marked in the footer); the foreign tree is the same Hive layout written by DuckDB directly: rows shuffled inside each file, 25,000-row row groups, no sorted mark, and the first file of each symbol rewritten under a second name (snappy, other row groups): duplicates the replay must drop. Replay wall time is spawn → exit (start-up included); it runs signal + risk + paper fills per tick.
+
+| subject | ticks/s | floor | floor rows/s | subject / floor |
+|---|---|---|---|---|
+${parts.join("\n")}
+`)
+}
+
+/**
+ * Other areas' scenarios: a module bench/<name>.ts exporting `benchSection(runs): Promise<string>` (a Markdown
+ * section measured with its own floor) is run when it exists.
+ */
+const extraScenarios = ["backtest", "ml", "backfill"]
+const extraSection = async () => {
+  for (const name of extraScenarios) {
+    const file = join(import.meta.dirname, `${name}.ts`)
+    if (!existsSync(file)) continue
+    const mod = (await import(file)) as { benchSection?: (runs: number) => Promise<string> }
+    if (typeof mod.benchSection === "function") sections.push(await mod.benchSection(RUNS))
+    else log(`bench/${name}.ts has no benchSection(runs) export; skipped`)
   }
 }
 
-const argv = process.argv.slice(2)
-if (argv[0] === "--child") await child(argv[1], argv[2])
-else await main()
+const main = async () => {
+  const loadBefore = loadavg()
+  const started = new Date()
+  if (want("tick")) await tickSection()
+  if (want("kafka")) await kafkaSection()
+  if (want("stages")) await stagesSection()
+  if (want("store") || want("replay")) await storageSection()
+  if (want("extra")) await extraSection()
+  const loadAfter = loadavg()
+  const cpu = cpus()
+  const fmtLoad = (l: ReadonlyArray<number>) => l.map((x) => x.toFixed(2)).join(" / ")
+  const md = `# Benchmarks
+
+Generated by \`npm run bench\` (bench/run.ts), ${started.toISOString().slice(0, 16).replace("T", " ")} UTC, ${((Date.now() - started.getTime()) / 60_000).toFixed(0)} min.
+**Machine:** ${cpu[0]?.model ?? "unknown CPU"}, ${cpu.length} cores, ${(totalmem() / 1_073_741_824).toFixed(0)} GB RAM, Node ${process.version}, ${process.platform}/${process.arch}.
+**Load average** (1 / 5 / 15 min) before: ${fmtLoad(loadBefore)}; after: ${fmtLoad(loadAfter)}.
+
+Every figure is paired with a floor measured in the same run, interleaved with it (floor and subject alternate, each run a fresh process), so a busy machine slows both; absolute figures move with the load, **ratios are the figures to compare**. Cells: **median** (min–max) of ${RUNS} runs.
+
+${sections.join("\n")}`
+  writeFileSync(join(root, only === undefined ? "BENCHMARKS.md" : "BENCHMARKS.partial.md"), md)
+  console.log(md)
+}
+
+if (argv[0] === "--child") {
+  const run = children[argv[1]]
+  if (run === undefined) throw new Error(`unknown benchmark ${argv[1]}; known: ${Object.keys(children).join(", ")}`)
+  process.stdout.write(JSON.stringify((await run(argv.slice(2))) ?? null))
+  process.exit(0)
+} else await main()

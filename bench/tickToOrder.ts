@@ -4,6 +4,7 @@
  * processes over Kafka (`autotrader service ingest|signals|risk|orders`).
  */
 import type { ChildProcess } from "node:child_process"
+import { Kafka, logLevel } from "kafkajs"
 import { forkChild, nextMessage, pct, procStat, sleep, sorted, startCli, stop } from "./lib.ts"
 
 export interface LatencyRun {
@@ -15,6 +16,29 @@ export interface LatencyRun {
   /** CPU of the client process(es), % of one core over the measured window. */
   readonly cpuPct: number
   readonly rssMb: number
+  /** Over Kafka: trades sent − ticks on market.raw + the signals group's lag, at the end of the window. */
+  readonly backlog?: number
+}
+
+/** Ticks not yet through ingest and signals at the end of a Kafka run (see LatencyRun.backlog). */
+const kafkaBacklog = async (prefix: string, trades: number): Promise<number> => {
+  const admin = new Kafka({ clientId: "bench-lag", brokers: (process.env.KAFKA_BROKERS ?? "127.0.0.1:19092").split(","), logLevel: logLevel.NOTHING }).admin()
+  await admin.connect()
+  try {
+    const topic = `${prefix}market.raw`
+    const ends = await admin.fetchTopicOffsets(topic)
+    const [committed] = await admin.fetchOffsets({ groupId: `${prefix}signals`, topics: [topic] })
+    const at = new Map((committed?.partitions ?? []).map((p) => [p.partition, Math.max(0, Number(p.offset))]))
+    let published = 0
+    let lag = 0
+    for (const e of ends) {
+      published += Number(e.high)
+      lag += Number(e.high) - (at.get(e.partition) ?? 0)
+    }
+    return Math.max(0, trades - published) + lag
+  } finally {
+    await admin.disconnect()
+  }
 }
 
 export type Client = "floor" | "embedded" | "kafka"
@@ -49,17 +73,19 @@ let runCounter = 0
 export const tickToOrderRun = async (client: Client, rate: number, seconds: number, warmup: number): Promise<LatencyRun> => {
   const sim = forkChild("sim.ts", [String(rate), String(warmup), String(seconds)])
   const procs: Array<ChildProcess> = []
+  const prefix = `bench.${process.pid}.${Date.now().toString(36)}.${runCounter++}.`
   try {
     const { ws, rest } = await nextMessage<{ type: "ready"; ws: string; rest: string }>(sim, "ready")
-    procs.push(...startClient(client, ws, rest, `bench.${process.pid}.${Date.now().toString(36)}.${runCounter++}.`))
+    procs.push(...startClient(client, ws, rest, prefix))
     await nextMessage(sim, "connected", 90_000)
     await sleep(client === "kafka" ? 4_000 : 1_000) // consumer groups join; start-up work settles
-    const result = nextMessage<{ type: "result"; latencies: Array<number>; trades: number; orders: number }>(sim, "result", (warmup + seconds + 30) * 1000)
+    const result = nextMessage<{ type: "result"; latencies: Array<number>; trades: number; sent: number; orders: number }>(sim, "result", (warmup + seconds + 30) * 1000)
     sim.send({ type: "go" })
     await sleep(warmup * 1000)
     const before = procs.map((p) => procStat(p.pid ?? 0))
     const from = performance.now()
     const r = await result
+    const backlog = client === "kafka" ? await kafkaBacklog(prefix, r.sent) : undefined
     const wall = (performance.now() - from) / 1000
     const after = procs.map((p) => procStat(p.pid ?? 0))
     let cpu = 0
@@ -69,7 +95,7 @@ export const tickToOrderRun = async (client: Client, rate: number, seconds: numb
       rss += a?.rssMb ?? 0
     })
     const l = sorted(r.latencies)
-    return { p50: pct(l, 50), p99: pct(l, 99), max: l[l.length - 1] ?? Number.NaN, orders: l.length, trades: r.trades, cpuPct: (100 * cpu) / wall, rssMb: rss }
+    return { p50: pct(l, 50), p99: pct(l, 99), max: l[l.length - 1] ?? Number.NaN, orders: l.length, trades: r.trades, cpuPct: (100 * cpu) / wall, rssMb: rss, ...(backlog === undefined ? {} : { backlog }) }
   } finally {
     await Promise.all(procs.map(stop))
     await stop(sim)

@@ -51,7 +51,7 @@ process.on("message", (m: { type: string }) => {
       clearInterval(timer)
       // orders in flight for the last trades still count
       setTimeout(() => {
-        send({ type: "result", latencies, trades: measuredTrades, orders, seconds })
+        send({ type: "result", latencies, trades: measuredTrades, sent: emitted, orders, seconds })
         void sim.close().then(() => process.exit(0))
       }, 300)
     }
