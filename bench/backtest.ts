@@ -13,6 +13,7 @@ import { join } from "node:path"
 import { runBacktest } from "../src/backtest/Backtest.ts"
 import { parseGrid } from "../src/backtest/Grid.ts"
 import type { Tick } from "../src/domain/Messages.ts"
+import { decimalOf } from "../src/orders/OrderPrep.ts"
 import { exchangeInfoJson, exchangeInfoPath } from "../src/storage/ExchangeInfoFiles.ts"
 import { defaultStoreOptions, makeStoreSink } from "../src/storage/StoreService.ts"
 import * as TickStore from "../src/storage/TickStore.ts"
@@ -58,9 +59,10 @@ export const prepareStore = async (dir: string, n: number): Promise<void> => {
     )
   )
   const day = new Date(T0).toISOString().slice(0, 10)
+  const d = decimalOf
   const rules = (symbol: string, base: string, step: number) => ({
-    symbol, status: "TRADING", baseAsset: base, quoteAsset: "USDT", tickSize: 0.01, minPrice: 0.01, maxPrice: 1_000_000,
-    stepSize: step, minQty: step, maxQty: 9000, minNotional: 5, applyMinToMarket: true
+    symbol, status: "TRADING", baseAsset: base, quoteAsset: "USDT", tickSize: d(0.01), minPrice: d(0.01), maxPrice: d(1_000_000),
+    stepSize: d(step), minQty: d(step), maxQty: d(9000), minNotional: d(5), applyMinToMarket: true
   })
   await mkdir(join(dir, "exchangeInfo"), { recursive: true })
   await writeFile(exchangeInfoPath(dir, day), exchangeInfoJson([rules("BTCUSDT", "BTC", 0.00001), rules("ETHUSDT", "ETH", 0.0001)]))

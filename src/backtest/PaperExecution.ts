@@ -13,7 +13,7 @@ import type { OrderRejected as OrderRejectedSchema } from "../domain/Messages.ts
 
 type OrderRejected = typeof OrderRejectedSchema.Type
 import type { SymbolRules } from "../exchange/Exchange.ts"
-import { clientOrderIdFor, prepareMarketOrder } from "../orders/OrderPrep.ts"
+import { clientOrderIdFor, decimalOf, prepareMarketOrder } from "../orders/OrderPrep.ts"
 
 export interface FeeModel {
   /** Fee rate paid by orders that take liquidity (MARKET orders: every paper order). 0.001 = 0.1 %. */
@@ -51,22 +51,22 @@ export const noFilters = (symbol: string): SymbolRules => ({
   status: "TRADING",
   baseAsset: symbol.slice(0, symbol.length - quoteAssetOf(symbol).length),
   quoteAsset: quoteAssetOf(symbol),
-  tickSize: 0,
-  minPrice: 0,
-  maxPrice: 0,
-  stepSize: 0,
-  minQty: 0,
-  maxQty: 0,
-  minNotional: 0,
+  tickSize: decimalOf(0),
+  minPrice: decimalOf(0),
+  maxPrice: decimalOf(0),
+  stepSize: decimalOf(0),
+  minQty: decimalOf(0),
+  maxQty: decimalOf(0),
+  minNotional: decimalOf(0),
   applyMinToMarket: false
 })
 
 /** Filters given on the command line, the same for every symbol. */
 export const flagFilters = (f: { readonly stepSize: number; readonly minQty: number; readonly minNotional: number }): RulesOf => (symbol) => ({
   ...noFilters(symbol),
-  stepSize: f.stepSize,
-  minQty: f.minQty,
-  minNotional: f.minNotional,
+  stepSize: decimalOf(f.stepSize),
+  minQty: decimalOf(f.minQty),
+  minNotional: decimalOf(f.minNotional),
   applyMinToMarket: f.minNotional > 0
 })
 

@@ -4,7 +4,7 @@
  * order manager reads: status, assets, PRICE_FILTER, LOT_SIZE, NOTIONAL). A file fetched from Binance itself
  * (`curl …/api/v3/exchangeInfo > data/exchangeInfo/2024-05-01.json`) works as well.
  */
-import { Effect, Option, Schema } from "effect"
+import { BigDecimal, Effect, Option, Schema } from "effect"
 import { mkdir, readdir, readFile, rename, writeFile } from "node:fs/promises"
 import { dirname, join } from "node:path"
 import { ExchangeInfoWire } from "../exchange/BinanceCodec.ts"
@@ -15,7 +15,7 @@ export const EXCHANGE_INFO_DIR = "exchangeInfo"
 
 export const exchangeInfoPath = (dataDir: string, date: string): string => join(dataDir, EXCHANGE_INFO_DIR, `${date}.json`)
 
-const num = (x: number): string => (x === 0 ? "0" : x.toFixed(12).replace(/\.?0+$/, ""))
+const num = (x: BigDecimal.BigDecimal): string => BigDecimal.format(BigDecimal.normalize(x))
 
 /** Rules as Binance's exchangeInfo JSON (what `toRules` decodes back to the same rules). */
 export const exchangeInfoJson = (rules: ReadonlyArray<SymbolRules>): string =>

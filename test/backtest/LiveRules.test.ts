@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import type { Approved, OrderEvent, Tick } from "../../src/domain/Messages.ts"
 import type { SymbolRules } from "../../src/exchange/Exchange.ts"
-import { prepareMarketOrder } from "../../src/orders/OrderPrep.ts"
+import { decimalOf, prepareMarketOrder } from "../../src/orders/OrderPrep.ts"
 import { rulesByDay } from "../../src/backtest/ExchangeRules.ts"
 import { noFilters, type PaperOptions } from "../../src/backtest/PaperExecution.ts"
 import { baseVariant, makeVariantReplayer } from "../../src/backtest/Replay.ts"
@@ -28,11 +28,16 @@ const ticksOf = (ps: ReadonlyArray<number>, start = T, step = 1, dayBreakAt?: nu
     return { symbol: "BTCUSDT", price, size: 1, side: "BUY", tradeId: i + 1, ts, receivedAt: ts }
   })
 
-const rules = (over: Partial<SymbolRules>): SymbolRules => ({
+type Filters = { readonly status?: string; readonly stepSize?: number; readonly minQty?: number; readonly minNotional?: number; readonly applyMinToMarket?: boolean }
+const rules = (over: Filters): SymbolRules => ({
   ...noFilters("BTCUSDT"),
   baseAsset: "BTC",
   quoteAsset: "USDT",
-  ...over
+  ...(over.status === undefined ? {} : { status: over.status }),
+  ...(over.stepSize === undefined ? {} : { stepSize: decimalOf(over.stepSize) }),
+  ...(over.minQty === undefined ? {} : { minQty: decimalOf(over.minQty) }),
+  ...(over.minNotional === undefined ? {} : { minNotional: decimalOf(over.minNotional) }),
+  ...(over.applyMinToMarket === undefined ? {} : { applyMinToMarket: over.applyMinToMarket })
 })
 
 const limits = (orderQty: number): RiskLimits => ({ orderQty, maxPosition: 10, maxTradesPerMinute: 100, maxTradesPerHour: 1000 })
