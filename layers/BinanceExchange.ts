@@ -76,6 +76,16 @@ const usedWeight = Metric.gauge("exchange_used_weight_1m", { description: "Binan
 const ZERO = BigDecimal.fromBigInt(0n)
 const toNumber = BigDecimal.toNumberUnsafe
 
+/** Why a request got no answer, in the operator's words: the errno (ECONNREFUSED, ENOTFOUND, …) or TLS code. */
+export const networkCause = (e: unknown): string => {
+  const err = e as { name?: string; message?: string; cause?: { code?: string; message?: string; cause?: { code?: string } } }
+  if (err.name === "AbortError") return "aborted"
+  const code = err.cause?.code ?? err.cause?.cause?.code
+  const detail = err.cause?.message ?? err.message ?? String(e)
+  if (code === undefined) return detail
+  return detail.includes(code) ? detail : `${code} (${detail})`
+}
+
 // Quantities and prices arrive as exact decimals (decoded by `Decimal`); the order keeps them exact, a fill (a bus
 // message) carries numbers.
 const toOrder = (w: typeof OrderWire.Type): ExchangeOrder => {
@@ -196,7 +206,7 @@ export const make = (options: BinanceExchangeOptions) =>
             const code = err.cause?.code
             return new ExchangeUnavailable({
               operation,
-              reason: code ?? err.cause?.message ?? err.message ?? String(e),
+              reason: `${method} ${restBase}${path}: ${networkCause(e)}`,
               // refused or unresolvable before any byte was sent: the request provably did not reach the exchange
               ...(code !== undefined && NOT_SENT_CODES.has(code) ? { notSent: true } : {})
             })
@@ -204,7 +214,10 @@ export const make = (options: BinanceExchangeOptions) =>
         }).pipe(
           Effect.timeoutOrElse({
             duration: options.httpTimeout,
-            orElse: () => Effect.fail(new ExchangeUnavailable({ operation, reason: `no response within ${Duration.format(options.httpTimeout)}` }))
+            orElse: () =>
+              Effect.fail(
+                new ExchangeUnavailable({ operation, reason: `${method} ${restBase}${path}: timeout, no response within ${Duration.format(options.httpTimeout)}` })
+              )
           })
         )
         const { res, text } = yield* exchange
@@ -221,7 +234,7 @@ export const make = (options: BinanceExchangeOptions) =>
         }
         if (status >= 500) {
           // Binance: a 5XX is NOT a failure; the execution status is unknown.
-          return yield* new ExchangeUnavailable({ operation, reason: `HTTP ${status}: ${text.slice(0, 200)}`, httpStatus: status })
+          return yield* new ExchangeUnavailable({ operation, reason: `${method} ${restBase}${path}: HTTP ${status}: ${text.slice(0, 200)}`, httpStatus: status })
         }
         const json = Schema.decodeUnknownExit(Schema.fromJsonString(Schema.Unknown))(text)
         if (status >= 400) {
@@ -369,7 +382,8 @@ export const make = (options: BinanceExchangeOptions) =>
           "exchangeInfo",
           "GET",
           "/api/v3/exchangeInfo",
-          symbols.length === 1 ? { symbol: symbols[0] } : { symbols: JSON.stringify(symbols) },
+          // none: every symbol the exchange lists (the start-up check of SYMBOLS)
+          symbols.length === 0 ? {} : symbols.length === 1 ? { symbol: symbols[0] } : { symbols: JSON.stringify(symbols) },
           false,
           ExchangeInfoWire
         ).pipe(Effect.map((info) => info.symbols.map(toRules))),

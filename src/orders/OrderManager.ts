@@ -234,7 +234,7 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
         switch (event._tag) {
           case "OrderFilled":
             yield* Metric.update(ordersFilled.pipe(Metric.withAttributes(labels)), 1)
-            return yield* Effect.logInfo("order filled", { ...base, avgPrice: event.avgPrice, executedQty: event.executedQty, commission: event.commission, orderId: event.orderId })
+            return yield* Effect.logInfo("order filled", { ...base, avgPrice: event.avgPrice, executedQty: event.executedQty, commission: event.commission, commissionAsset: event.commissionAsset, orderId: event.orderId })
           case "OrderRejected":
             yield* Metric.update(ordersRejected.pipe(Metric.withAttributes(labels)), 1)
             return yield* Effect.logWarning("order rejected", { ...base, code: event.code, reason: event.reason })

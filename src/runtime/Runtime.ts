@@ -20,6 +20,7 @@ import { Health } from "../observability/Health.ts"
 import { httpServer } from "../observability/HttpServer.ts"
 import * as SimExchangeServer from "../sim/SimExchangeServer.ts"
 import { busKindConfig, httpPortConfig, simConfig, symbolsConfig, topicPrefixConfig } from "../cli/AppConfig.ts"
+import { checkExchangeSymbols, checkSimSymbols } from "../cli/StartupChecks.ts"
 import { type LoadedStage, loadStage, type StageContext, type StageName, Stages } from "./Stages.ts"
 import { Supervisor } from "./Supervisor.ts"
 
@@ -73,6 +74,8 @@ const exchangeConfigFor = (context: StageContext, needed: boolean) =>
           "EXCHANGE_WS_URL and EXCHANGE_REST_URL are required for the ingest and orders services (e.g. the sim-exchange container, or Binance)"
       })
     }
+    // the simulator would invent any market it is asked for: SYMBOLS must be one it offers
+    yield* checkSimSymbols(context.symbols)
     const options = yield* BinanceExchange.exchangeConfig({ wsBaseUrl: "embedded", restBaseUrl: "embedded" })
     return { kind: "embedded", options, sim: { symbols: context.symbols, ...(yield* simConfig) } } satisfies ExchangeConfig
   })
@@ -142,8 +145,13 @@ export const runtimeLayer = (config: RuntimeConfig, options: { readonly drainTim
   const services = Layer.mergeAll(exchangeLayer(config.exchange), Health.layer(config.service)).pipe(
     Layer.provideMerge(busLayer(config.bus))
   )
+  // SYMBOLS against the exchange's exchangeInfo, before the HTTP server and any stage start
+  const symbolsChecked = config.exchange.kind === "none"
+    ? Layer.empty
+    : Layer.effectDiscard(checkExchangeSymbols(config.context.symbols))
   const base = Supervisor.layer(options).pipe(
     Layer.provideMerge(httpServer(config.httpPort)),
+    Layer.provideMerge(symbolsChecked),
     Layer.provideMerge(services)
   )
   const started = Layer.effectDiscard(

@@ -53,6 +53,9 @@ const DEFAULT_START_PRICES: Record<string, number> = {
 
 export const defaultStartPrice = (symbol: string): number => DEFAULT_START_PRICES[symbol] ?? 100
 
+/** The markets the embedded simulator offers when `autotrader run` starts it (a real exchange lists its own). */
+export const SIM_MARKETS: ReadonlyArray<string> = Object.keys(DEFAULT_START_PRICES)
+
 const pow10 = (exponent: number): Fixed.Fixed =>
   exponent >= 0 ? Fixed.ONE * 10n ** BigInt(exponent) : Fixed.ONE / 10n ** BigInt(-exponent)
 

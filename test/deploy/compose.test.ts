@@ -9,6 +9,7 @@ import { execFileSync } from "node:child_process"
 import { readdirSync, readFileSync, statSync } from "node:fs"
 import { join } from "node:path"
 import { SERVICE_STAGES } from "../../src/cli/Service.ts"
+import { SETTINGS } from "../../src/cli/Settings.ts"
 
 const compose = Yaml.parse(readFileSync("docker-compose.yml", "utf8")) as {
   services: Record<string, { image?: string; build?: unknown; command?: Array<string>; environment?: Record<string, unknown>; profiles?: Array<string> }>
@@ -21,12 +22,16 @@ const sources = (dir: string): Array<string> =>
     return statSync(path).isDirectory() ? sources(path) : path.endsWith(".ts") ? [path] : []
   })
 
-/** Every env var name the code reads through Config (`Config.String("NAME")`, `Config.Literals([...], "NAME")`, …). */
-const readByConfig = new Set(
-  [...sources("src"), ...sources("layers")].flatMap((file) =>
+/**
+ * Every env var name the code reads: through Config (`Config.String("NAME")`, `Config.Literals([...], "NAME")`, …)
+ * or the start-up settings table (src/cli/Settings.ts, which test/cli/settings.test.ts keeps complete).
+ */
+const readByConfig = new Set([
+  ...[...sources("src"), ...sources("layers")].flatMap((file) =>
     [...readFileSync(file, "utf8").matchAll(/Config\.\w+\(\s*(?:\[[^\]]*\]\s*,\s*|[A-Za-z.]+\s*,\s*)?"([A-Z][A-Z0-9_]*)"/g)].map((m) => m[1])
-  )
-)
+  ),
+  ...SETTINGS.map((s) => s.name)
+])
 
 const envExample = readFileSync(".env.example", "utf8")
   .split("\n")
