@@ -2,7 +2,7 @@
  * Checks that need the outside world, run once at start before any stage: the symbols exist on the exchange
  * (its exchangeInfo), and HTTP_PORT can be listened on. Each failure is a ConfigError with one line per problem.
  */
-import { Effect } from "effect"
+import { BigDecimal, Effect } from "effect"
 import { createServer } from "node:net"
 import { ConfigError } from "../domain/Errors.ts"
 import { Exchange } from "../exchange/Exchange.ts"
@@ -37,7 +37,12 @@ export const checkExchangeSymbols = (symbols: ReadonlyArray<string>) =>
     const halted = symbols.filter((s) => !known.has(s))
     if (halted.length > 0) yield* Effect.logWarning("symbols not trading on the exchange", { symbols: halted })
     for (const r of rules) {
-      if (symbols.includes(r.symbol)) displayRules.set(r.symbol, { tickSize: r.tickSize, stepSize: r.stepSize, baseAsset: r.baseAsset, quoteAsset: r.quoteAsset })
+      if (symbols.includes(r.symbol)) displayRules.set(r.symbol, {
+        tickSize: BigDecimal.toNumberUnsafe(r.tickSize),
+        stepSize: BigDecimal.toNumberUnsafe(r.stepSize),
+        baseAsset: r.baseAsset,
+        quoteAsset: r.quoteAsset
+      })
     }
   }).pipe(Effect.withSpan("StartupChecks.checkExchangeSymbols"))
 

@@ -146,8 +146,8 @@ describe("the settings table", () => {
     expect([...readByCode].filter((n) => !names.has(n))).toEqual([])
   })
 
-  it(".env.example documents exactly the table's variables, each with a valid example value", () => {
-    const example = readFileSync(".env.example", "utf8").split("\n").filter((l) => /^[A-Z][A-Z0-9_]*=/.test(l))
+  it(".env.example documents exactly the table's variables (optional ones commented out), each with a valid example value", () => {
+    const example = readFileSync(".env.example", "utf8").split("\n").filter((l) => /^#?[A-Z][A-Z0-9_]*=/.test(l)).map((l) => l.replace(/^#/, ""))
     const env = Object.fromEntries(example.map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]))
     expect(Object.keys(env).sort()).toEqual([...names].sort())
     const { SYMBOLS, ...rest } = env
