@@ -92,16 +92,23 @@ if (!wantsHelp && (args[0] === "run" || args[0] === "service")) {
   }
 }
 
+/** Ours (src/domain/Errors.ts) and effect's Config.ConfigError both carry this tag. */
+const isConfigError = (e: unknown): e is { readonly _tag: "ConfigError"; readonly message: string } =>
+  typeof e === "object" && e !== null && (e as { _tag?: unknown })._tag === "ConfigError"
+
 let reported = false
 const format = logFormatOf(process.env, process.stdout.isTTY === true, args[0])
 
 Command.runWith(root, { version: "0.1.0" })(args).pipe(
   // a configuration problem found while starting is one line, not a stack trace
-  Effect.catchTag("ConfigError", (e) =>
-    Effect.sync(() => {
-      reported = true
-      process.stderr.write(`${e.message}\n`)
-    })),
+  Effect.catch((e: unknown) =>
+    isConfigError(e)
+      ? Effect.sync(() => {
+        reported = true
+        process.stderr.write(`${e.message.split("\n").map((l) => l.trim()).filter((l) => l !== "").join("; ")}\n`)
+      })
+      : Effect.fail(e)
+  ),
   Effect.provide([NodeServices.layer, loggingLayer(format), presenter]),
   NodeRuntime.runMain({
     // a signal-driven stop (Ctrl-C, SIGTERM) that drained cleanly is a success
