@@ -22,6 +22,7 @@ import { MarketRaw } from "../src/domain/Topics.ts"
 import { defaultIngestOptions, runIngest } from "../src/ingest/Ingest.ts"
 import { Health } from "../src/observability/Health.ts"
 import { SIM_API_KEY, SIM_API_SECRET } from "../src/sim/SimExchange.ts"
+import { startSimExchange } from "../src/sim/SimExchange.ts"
 import * as SimExchangeServer from "../src/sim/SimExchangeServer.ts"
 import { defaultStoreOptions, runStore, STORE_GROUP } from "../src/storage/StoreService.ts"
 
@@ -152,8 +153,73 @@ export const backfillScenario = (gap = 100_000, liveRate = 1000): Promise<Backfi
 
 const round = (x: number) => Math.round(x * 1000) / 1000
 
+/**
+ * Floor: the same `gap` trades paged out of the simulator by a bare loop (fetch + JSON.parse, 1000 per page, no
+ * ingest, no bus): how fast historicalTrades can deliver at all on this machine.
+ */
+export const backfillFloor = async (gap = 100_000): Promise<number> => {
+  const sim = await startSimExchange({ symbols: [A], ticksPerSecond: 0, historyLimit: gap + 1000 })
+  try {
+    for (let i = 0; i < gap; i++) sim.emitTrade(A, 100 + (i % 11))
+    const started = now()
+    let got = 0
+    for (let fromId = 1; fromId <= gap; fromId += 1000) {
+      const res = await fetch(`${sim.restBaseUrl}/api/v3/historicalTrades?symbol=${A}&fromId=${fromId}&limit=1000`, {
+        headers: { "X-MBX-APIKEY": SIM_API_KEY }
+      })
+      got += (JSON.parse(await res.text()) as Array<unknown>).length
+    }
+    return got / ((now() - started) / 1000)
+  } finally {
+    await sim.close()
+  }
+}
+
+const k = (x: number) => `${Math.round(x / 1000).toLocaleString("en-US")}k`
+const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]
+const spread = (xs: ReadonlyArray<number>, fmt: (x: number) => string) => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s.length === 1 ? fmt(s[0]) : `**${fmt(median(s))}** (${fmt(s[0])}–${fmt(s[s.length - 1])})`
+}
+
+/** The Markdown section bench/run.ts adds (at most 3 interleaved floor/scenario pairs: each scenario takes ~20 s). */
+export const benchSection = async (runs: number): Promise<string> => {
+  const n = Math.max(1, Math.min(3, runs))
+  const floors: Array<number> = []
+  const results: Array<BackfillResult> = []
+  for (let i = 0; i < n; i++) {
+    floors.push(await backfillFloor())
+    results.push(await backfillScenario())
+  }
+  const f = (pick: (r: BackfillResult) => number, fmt: (x: number) => string) => spread(results.map(pick), fmt)
+  const secs = (x: number) => `${x.toFixed(1)} s`
+  const whole = (x: number) => x.toLocaleString("en-US")
+  return `## Backfill of a 100,000-trade gap (issue #10)
+
+Two symbols stream live from the simulator over loopback at 1,000 trades/s each; BTCUSDT's frames are held back while
+100,000 trades happen, so ingest finds a 100,000-id hole and fills it with historicalTrades (1,000 per page) while
+ETHUSDT streams on and BTCUSDT's live trades wait behind the fill; the store stage runs. From the gap's detection:
+time until market.raw holds every id again and until the store has committed everything; live ETHUSDT ticks/s
+published during the fill against what the simulator emitted meanwhile (its timer slows on a loaded machine: a
+ratio of 1 means the fill did not slow live data). **Floor**: a bare loop paging the same 100,000 trades out of the
+simulator (fetch + JSON.parse, nothing else). ${n} interleaved floor/scenario pairs.
+
+| figure | value |
+|---|---|
+| time until market.raw is whole | ${f((r) => r.wholeOnBusSeconds, secs)} |
+| time until the store is whole | ${f((r) => r.wholeInStoreSeconds, secs)} |
+| backfilled trades/s | ${f((r) => r.backfillTradesPerSecond, k)} |
+| floor: bare paging trades/s | ${spread(floors, k)} |
+| backfill / floor | ${(median(results.map((r) => r.backfillTradesPerSecond)) / median(floors)).toFixed(2)}× |
+| all ticks/s published during the fill | ${f((r) => r.ingestTicksPerSecondDuringBackfill, whole)} |
+| live ETHUSDT ticks/s published / emitted during the fill | ${f((r) => r.liveTicksPerSecondDuringBackfill, whole)} / ${f((r) => r.liveOfferedPerSecondDuringBackfill, whole)} |
+`
+}
+
 if (import.meta.main) {
   const gap = Number(process.argv[2] ?? 100_000)
   const rate = Number(process.argv[3] ?? 1000)
-  backfillScenario(gap, rate).then((r) => console.log(JSON.stringify(r, null, 2)))
+  const floor = await backfillFloor(gap)
+  const result = await backfillScenario(gap, rate)
+  console.log(JSON.stringify({ ...result, floorPagingTradesPerSecond: Math.round(floor) }, null, 2))
 }

@@ -26,6 +26,8 @@ export interface MarketFaults {
   readonly historicalDown?: boolean
   /** historicalTrades returns at most this many trades, whatever the limit asked. */
   readonly historicalMaxRows?: number
+  /** historicalTrades answers 200 with rows that are not Binance's format. */
+  readonly historicalMalformed?: boolean
   /** Every `every` ms, no frames and no pings for `forMs` ms (sockets left open). */
   readonly stallEveryMs?: { readonly every: number; readonly forMs: number }
 }
@@ -39,7 +41,7 @@ const durationMs = (text: string): number | undefined => {
 
 export const MARKET_FAULTS_HELP =
   "comma-separated: cut=2s-5s, stall=30s/5s (every/for), lifetime=24h, malformed=0.01, unsubscribed=0.01, " +
-  "duplicate=0.01, reorder=0.01, historical-down, historical-fail=3, historical-max=100"
+  "duplicate=0.01, reorder=0.01, historical-down, historical-malformed, historical-fail=3, historical-max=100"
 
 /** Parses `autotrader sim-exchange --faults …` ({@link MARKET_FAULTS_HELP}); an error names the bad part and what is allowed. */
 export const parseMarketFaults = (spec: string): { readonly faults: MarketFaults } | { readonly error: string } => {
@@ -86,6 +88,9 @@ export const parseMarketFaults = (spec: string): { readonly faults: MarketFaults
       }
       case "historical-down":
         faults.historicalDown = true
+        break
+      case "historical-malformed":
+        faults.historicalMalformed = true
         break
       case "historical-fail": {
         const n = count()
@@ -175,6 +180,7 @@ export const historicalTrades = (
 ): unknown => {
   const f = faults.current
   if (f.historicalDown === true) throw unavailable()
+  if (f.historicalMalformed === true) return [{ id: "one", price: 1, qty: null }]
   if (f.historicalFailures !== undefined && f.historicalFailures > 0) {
     faults.current = { ...f, historicalFailures: f.historicalFailures - 1 }
     throw unavailable()

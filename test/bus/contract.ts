@@ -124,14 +124,15 @@ export const busContract = (name: string, busLayer: Layer.Layer<Bus, unknown>) =
           assert.strictEqual(total, 30)
         }))
 
-      it.effect("an undecodable message is dead-lettered with its raw payload and the stream goes on", () =>
+      it.effect("an undecodable message is dead-lettered with its raw payload, the consuming stage and a reason; the stream goes on", () =>
         Effect.gen(function*() {
           const topic = freshTopic("dlq")
           const bus = yield* Bus
           const dlqBefore = yield* bus.endOffsets(DeadLetters)
           yield* bus.publishRaw(topic.name, "K", "{not json")
           yield* bus.publish(topic, "K", { key: "K", n: 1 })
-          const got = yield* take(topic, unique("g"), 1)
+          const group = unique("g")
+          const got = yield* take(topic, group, 1)
           assert.deepStrictEqual(got.map((d) => d.value), [{ key: "K", n: 1 }])
           const letters = yield* bus.subscribe(DeadLetters, { group: unique("dlq"), ephemeral: true }).pipe(
             Stream.filter((d) => d.value.topic === topic.name),
@@ -140,6 +141,8 @@ export const busContract = (name: string, busLayer: Layer.Layer<Bus, unknown>) =
           )
           assert.strictEqual(letters[0].value.raw, "{not json")
           assert.strictEqual(letters[0].value.key, "K")
+          assert.strictEqual(letters[0].value.reason, "not_json")
+          assert.isTrue(letters[0].value.stage.endsWith(group), `stage ${letters[0].value.stage} is the consuming group`)
           const dlqAfter = yield* bus.endOffsets(DeadLetters)
           let grew = 0
           for (const [p, end] of dlqAfter) grew += end - (dlqBefore.get(p) ?? 0)

@@ -191,6 +191,31 @@ describe("market data completeness", () => {
       }).pipe(Effect.provide(ingestServices(sim)))
     }), 20_000)
 
+  it.live("historicalTrades answering garbage: the answer is dead-lettered (stage exchange.rest) and the gap becomes a MarketGap", () =>
+    Effect.gen(function*() {
+      const sim = yield* SimExchangeServer.make({ symbols: [A], ticksPerSecond: 0, marketFaults: { historicalMalformed: true } })
+      yield* Effect.gen(function*() {
+        const rec = yield* record
+        yield* startIngest([A], testIngestOptions({ backfillTimeout: Duration.millis(500) }))
+        yield* eventually(() => {
+          sim.emitTrade(A, 100)
+          return rec.ticks.length > 0
+        }, "ingest to connect")
+        sim.stallMarketData(100)
+        for (let i = 0; i < 10; i++) sim.emitTrade(A, 100)
+        yield* realWait(150)
+        yield* eventually(() => {
+          sim.emitTrade(A, 101)
+          return rec.gaps.length > 0
+        }, "a MarketGap")
+        const letter = rec.letters.find((l) => l.stage === "exchange.rest")
+        assert.isDefined(letter)
+        assert.strictEqual(letter!.topic, "exchange.rest:historicalTrades")
+        assert.strictEqual(letter!.reason, "schema")
+        assert.include(letter!.raw, '"id":"one"')
+      }).pipe(Effect.provide(ingestServices(sim)))
+    }), 20_000)
+
   it.live("a stalled socket (no frames, no pings) is replaced by the watchdog and the stall's trades are backfilled", () =>
     Effect.gen(function*() {
       const sim = yield* SimExchangeServer.make({ symbols: [A], ticksPerSecond: 0 })
