@@ -216,7 +216,7 @@ export const renderReport = (input: ReportInput): string => {
     ["Sortino", num(m.sortino), `same basis; downside deviation over all periods, target 0`],
     ["Calmar", num(m.calmar), m.calmar === undefined ? "CAGR / max drawdown: only with a CAGR" : "CAGR / max drawdown"],
     ["max drawdown", `<td class="neg">${pct(m.drawdown.fraction, 3)}</td>`, `${amt(m.drawdown.amount)} ${q}, peak ${iso(m.drawdown.peakTs)} → trough ${iso(m.drawdown.troughTs)}`],
-    ["round trips", String(m.roundTrips), `${r.summary.candidates} candidates, ${r.summary.approved} filled orders' approvals, ${r.summary.rejected} rejected`],
+    ["round trips", String(m.roundTrips), `${r.summary.candidates} candidates: ${r.summary.approved} approved and sent, ${r.summary.rejected} rejected (risk, filters, balance)`],
     ["win rate", pct(m.winRate, 1), `${m.wins} of ${m.roundTrips}`],
     ["profit factor", num(m.profitFactor), `gross profit ${amt(m.grossProfit)} / gross loss ${amt(m.grossLoss)} ${q} (net of fees)`],
     ["expectancy", amt(m.expectancy), `${q} per round trip, net of fees`],
