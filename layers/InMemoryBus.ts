@@ -4,7 +4,10 @@
  *
  * Bounded: a topic keeps at most `capacity` messages. Past that, the oldest message is dropped once every durable
  * group has committed it; while some group still needs it, `publish` waits (back-pressure), so nothing is lost.
- * Messages are encoded with the topic's Schema exactly as over Kafka, so a schema mismatch shows up here too.
+ * Messages are encoded with the topic's Schema exactly as over Kafka, so a schema mismatch shows up here too. A
+ * subscriber reading with the publisher's schema gets the published value itself (it is what decoding the encoded
+ * form yields, and messages are immutable): no JSON parse and Schema decode per message and subscriber on the
+ * in-process hot path. Raw payloads (publishRaw) and other schemas are decoded as over Kafka.
  */
 import { Config, Deferred, Effect, Exit, Layer, Stream } from "effect"
 import { Bus, type BusShape, decodeReason, type Delivery, recordDeadLetter, type SubscribeOptions, topicCodec } from "../src/bus/Bus.ts"
@@ -14,6 +17,9 @@ import { DeadLetters, type Topic } from "../src/domain/Topics.ts"
 interface Entry {
   readonly key: string
   readonly value: string
+  /** The published value and the schema it was encoded with (absent for raw payloads). */
+  readonly decoded?: unknown
+  readonly schema?: unknown
 }
 
 interface Group {
@@ -109,7 +115,7 @@ export const makeInMemoryBus = (options: { readonly capacity?: number } = {}): B
     Effect.suspend(() => {
       const { encode } = topicCodec(topic)
       const entries: Array<Entry> = []
-      for (const m of messages) entries.push({ key: m.key, value: encode(m.value) })
+      for (const m of messages) entries.push({ key: m.key, value: encode(m.value), decoded: m.value, schema: topic.schema })
       return append(topic.name, entries)
     }).pipe(
       Effect.catchDefect((defect) =>
@@ -167,6 +173,10 @@ export const makeInMemoryBus = (options: { readonly capacity?: number } = {}): B
           for (let i = 0; i < slice.length; i++) {
             const offset = position + i
             const entry = slice[i]
+            if (entry.schema === topic.schema) {
+              out.push({ topic: topic.name, key: entry.key, value: entry.decoded as A, partition: 0, offset, commit: commitUpTo(offset) })
+              continue
+            }
             const decoded = decode(entry.value)
             if (Exit.isSuccess(decoded)) {
               out.push({

@@ -40,3 +40,21 @@ describe("InMemoryBus bounds", () => {
       assert.deepStrictEqual(got.map((d) => d.value.n), [7, 8, 9])
     }).pipe(Effect.provide(InMemoryBus.layerTest({ capacity: 3 }))))
 })
+
+describe("InMemoryBus values", () => {
+  it.effect("a reader with the publisher's schema gets the published value; a reader with another schema decodes the encoded form", () =>
+    Effect.gen(function*() {
+      const bus = InMemoryBus.makeInMemoryBus()
+      const wide = { name: "values", schema: Schema.Struct({ n: Schema.Int, note: Schema.String }) }
+      const narrow = { name: "values", schema: Schema.Struct({ n: Schema.Int }) }
+      const sent = { n: 1, note: "x" }
+      yield* bus.publish(wide, "k", sent)
+      const [same] = yield* bus.subscribe(wide, { group: "a" }).pipe(Stream.take(1), Stream.runCollect)
+      const [other] = yield* bus.subscribe(narrow, { group: "b" }).pipe(Stream.take(1), Stream.runCollect)
+      assert.strictEqual(same.value, sent)
+      assert.deepStrictEqual(other.value, { n: 1 })
+      // a value the schema cannot encode still fails the publish, as over Kafka
+      const error = yield* Effect.flip(bus.publish(wide, "k", { n: 1.5, note: "x" }))
+      assert.strictEqual(error._tag, "BusError")
+    }))
+})
