@@ -118,7 +118,8 @@ const decodeDecimal = Schema.decodeUnknownOption(Decimal)
 const filterDecimal = (f: Record<string, unknown>, key: string): BigDecimal.BigDecimal => {
   const v = f[key]
   const decoded = decodeDecimal(typeof v === "number" ? String(v) : v)
-  return Option.getOrElse(decoded, () => ZERO)
+  // normalized ("0.00001000" → 1e-5 at scale 5), so equal filters are equal values whatever zeros the source wrote
+  return BigDecimal.normalize(Option.getOrElse(decoded, () => ZERO))
 }
 
 export const toRules = (s: (typeof ExchangeInfoWire.Type)["symbols"][number]): SymbolRules => {

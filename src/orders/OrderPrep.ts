@@ -28,7 +28,7 @@ const ZERO = BigDecimal.fromBigInt(0n)
 
 /** A finite number as the decimal it prints as; non-finite → 0 (callers validate their inputs before). */
 export const decimalOf = (n: number | BigDecimal.BigDecimal): BigDecimal.BigDecimal =>
-  typeof n !== "number" ? n : Number.isFinite(n) ? BigDecimal.fromNumberUnsafe(n) : ZERO
+  typeof n !== "number" ? n : Number.isFinite(n) ? BigDecimal.normalize(BigDecimal.fromNumberUnsafe(n)) : ZERO
 
 /** Fixed-point text with exactly `scale` decimals (no exponent form), as Binance accepts quantities and prices. */
 export const toFixedText = (d: BigDecimal.BigDecimal, scale: number): string => {

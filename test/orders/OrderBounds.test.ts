@@ -5,7 +5,7 @@
  * gives one order per signal.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Duration, Effect, Fiber, Layer, Stream } from "effect"
+import { Clock, Duration, Effect, Fiber, Layer, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import * as InMemoryBus from "../../layers/InMemoryBus.ts"
 import { Bus } from "../../src/bus/Bus.ts"
@@ -71,12 +71,16 @@ const injectMany = (sim: SimExchange, fault: SimFault, n: number, on: "place" | 
   for (let i = 0; i < n; i++) sim.injectFault(fault, on)
 }
 
-/** How far each simulator's clock has been moved with the TestClock. */
-const skews = new WeakMap<SimExchange, number>()
+/** The simulator's clock shows the TestClock's time, so signed timestamps stay inside their window as they would live. */
+const syncSimClock = (sim: SimExchange) =>
+  Effect.gen(function*() {
+    const t = yield* Clock.currentTimeMillis
+    sim.setClockSkewMs(t - Date.now())
+  })
 
 /**
  * Advances the TestClock in small steps (letting real I/O happen between them) until `condition`; returns the time
- * advanced. The simulator's clock moves with it, so signed timestamps stay inside their window as they would live.
+ * advanced.
  */
 const driveUntil = (sim: SimExchange, condition: () => boolean, what: string, maxMs: number) =>
   Effect.gen(function*() {
@@ -85,14 +89,23 @@ const driveUntil = (sim: SimExchange, condition: () => boolean, what: string, ma
     while (!condition()) {
       if (advanced > maxMs) return yield* Effect.die(new Error(`${what}: not reached within ${maxMs} ms of clock time`))
       if (Date.now() - started > 30_000) return yield* Effect.die(new Error(`${what}: not reached within 30 s of real time`))
-      const skew = (skews.get(sim) ?? 0) + 250
-      skews.set(sim, skew)
-      sim.setClockSkewMs(skew)
       yield* TestClock.adjust("250 millis")
+      yield* syncSimClock(sim)
       advanced += 250
       yield* realWait(5)
     }
     return advanced
+  })
+
+/** Waits in real time, the TestClock standing still (and the simulator's clock with it), until `condition`. */
+const waitFor = (sim: SimExchange, condition: () => boolean, what: string) =>
+  Effect.gen(function*() {
+    const started = Date.now()
+    while (!condition()) {
+      if (Date.now() - started > 30_000) return yield* Effect.die(new Error(`timed out waiting for ${what}`))
+      yield* syncSimClock(sim)
+      yield* realWait(10)
+    }
   })
 
 /** What every bounded scenario ends with: the other symbol trades in its lane meanwhile, BTC is paused and alerted. */
@@ -105,8 +118,8 @@ const assertOtherSymbolTradesAndBtcPaused = (h: Effect.Success<ReturnType<typeof
     const postsBefore = posts(sim)
     yield* h.approve(approval(BTC, 50))
     yield* h.approve(approval(ETH, 51))
-    yield* eventually(() => h.of("OrderFailed", approval(BTC, 50).id).length === 1, "BTC refused while paused", 30_000)
-    yield* eventually(() => h.of("OrderFilled", approval(ETH, 51).id).length === 1, "ETH filled", 30_000)
+    yield* waitFor(sim, () => h.of("OrderFailed", approval(BTC, 50).id).length === 1, "BTC refused while paused")
+    yield* waitFor(sim, () => h.of("OrderFilled", approval(ETH, 51).id).length === 1, "ETH filled")
     const refused = h.of("OrderFailed", approval(BTC, 50).id)[0] as Extract<OrderEvent, { _tag: "OrderFailed" }>
     assert.match(refused.reason, /trading halted/)
     assert.strictEqual(refused.reachedExchange, false)
@@ -118,16 +131,17 @@ describe("order path: every loop is bounded; a stuck symbol never holds another"
     withSim((sim) =>
       Effect.gen(function*() {
         yield* TestClock.setTime(Date.now())
+        yield* syncSimClock(sim)
         sim.injectFault({ kind: "httpStatus", status: 503, executed: true }) // executed, answer unknown
         injectMany(sim, { kind: "error", code: -1021, msg: "Timestamp for this request is outside of the recvWindow." }, 1000, "lookup")
         const h = yield* harness(options())
         const stuck = approval(BTC, 1)
         yield* h.approve(stuck)
-        yield* eventually(() => h.of("OrderUncertain", stuck.id).length === 1, "BTC uncertain")
+        yield* waitFor(sim, () => h.of("OrderUncertain", stuck.id).length === 1, "BTC uncertain")
         // BTC's lane now waits on the (test) clock; ETH's lane does not wait for it
         const eth = approval(ETH, 2)
         yield* h.approve(eth)
-        yield* eventually(() => h.of("OrderFilled", eth.id).length === 1, "ETH filled while BTC is stuck", 30_000)
+        yield* waitFor(sim, () => h.of("OrderFilled", eth.id).length === 1, "ETH filled while BTC is stuck")
         const took = yield* driveUntil(sim, 
           () => h.of("OrderUncertain", stuck.id).some((e) => e._tag === "OrderUncertain" && /gave up/.test(e.reason)),
           "BTC given up",
@@ -150,15 +164,16 @@ describe("order path: every loop is bounded; a stuck symbol never holds another"
     withSim((sim) =>
       Effect.gen(function*() {
         yield* TestClock.setTime(Date.now())
+        yield* syncSimClock(sim)
         injectMany(sim, { kind: "httpStatus", status: 503, executed: false }, 1000)
         const h = yield* harness(options())
         const stuck = approval(BTC, 1)
         yield* h.approve(stuck)
-        yield* eventually(() => h.of("OrderUncertain", stuck.id).length === 1, "BTC uncertain")
+        yield* waitFor(sim, () => h.of("OrderUncertain", stuck.id).length === 1, "BTC uncertain")
         sim.clearFaults() // ETH's single request must not meet BTC's faults…
         const eth = approval(ETH, 2)
         yield* h.approve(eth)
-        yield* eventually(() => h.of("OrderFilled", eth.id).length === 1, "ETH filled while BTC is stuck", 30_000)
+        yield* waitFor(sim, () => h.of("OrderFilled", eth.id).length === 1, "ETH filled while BTC is stuck")
         injectMany(sim, { kind: "httpStatus", status: 503, executed: false }, 1000) // …then BTC's go on for ever
         const took = yield* driveUntil(sim, () => h.of("OrderFailed", stuck.id).length === 1, "BTC failed", 60_000)
         assert.isAtMost(took, 60_000)
@@ -184,15 +199,16 @@ describe("order path: every loop is bounded; a stuck symbol never holds another"
     withSim((sim) =>
       Effect.gen(function*() {
         yield* TestClock.setTime(Date.now())
+        yield* syncSimClock(sim)
         injectMany(sim, { kind: "drop" }, 1000)
         const h = yield* harness(options())
         const stuck = approval(BTC, 1)
         yield* h.approve(stuck)
-        yield* eventually(() => h.of("OrderUncertain", stuck.id).length === 1, "BTC uncertain")
+        yield* waitFor(sim, () => h.of("OrderUncertain", stuck.id).length === 1, "BTC uncertain")
         sim.clearFaults()
         const eth = approval(ETH, 2)
         yield* h.approve(eth)
-        yield* eventually(() => h.of("OrderFilled", eth.id).length === 1, "ETH filled while BTC is stuck", 30_000)
+        yield* waitFor(sim, () => h.of("OrderFilled", eth.id).length === 1, "ETH filled while BTC is stuck")
         injectMany(sim, { kind: "drop" }, 1000)
         const took = yield* driveUntil(sim, () => h.of("OrderFailed", stuck.id).length === 1, "BTC failed", 60_000)
         assert.isAtMost(took, 60_000)
@@ -210,10 +226,11 @@ describe("order path: every loop is bounded; a stuck symbol never holds another"
       const layer = Layer.merge(exchangeLayerFor(sim, { httpTimeout: Duration.hours(1) }), InMemoryBus.layerTest())
       yield* Effect.gen(function*() {
         yield* TestClock.setTime(Date.now())
+        yield* syncSimClock(sim)
         const h = yield* harness(options({ symbols: [BTC], maxAttempts: 3 }))
         // load the filters while the simulator is up, then take it away
         yield* h.approve(approval(BTC, 1))
-        yield* eventually(() => h.of("OrderFilled").length === 1, "first fill")
+        yield* waitFor(sim, () => h.of("OrderFilled").length === 1, "first fill")
         yield* Effect.promise(() => sim.close())
         const refused = approval(BTC, 2, "SELL", 0.0999)
         yield* h.approve(refused)
