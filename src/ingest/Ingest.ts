@@ -30,8 +30,8 @@ export const duplicatesDropped = Metric.counter("ingest_duplicate_trades_total",
 export const tradesBackfilled = Metric.counter("ingest_backfilled_trades_total", {
   description: "Missing trades fetched with historicalTrades and published"
 })
-export const marketGapsTotal = Metric.counter("market_gaps_total", { description: "Gaps that could not be filled (MarketGap events)" })
-export const gapTradesMissing = Metric.counter("market_gap_trades_total", { description: "Trade ids lost in MarketGap events" })
+export const marketGapsTotal = Metric.counter("ingest_market_gaps_total", { description: "Gaps that could not be filled (MarketGap events)" })
+export const gapTradesMissing = Metric.counter("ingest_market_gap_trades_total", { description: "Trade ids lost in MarketGap events" })
 export const backfillSeconds = Metric.histogram("ingest_backfill_seconds", {
   description: "Time from a gap's detection until its symbol is live again",
   boundaries: Metric.exponentialBoundaries({ start: 0.01, factor: 2, count: 14 })

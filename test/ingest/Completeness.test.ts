@@ -5,6 +5,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Duration, Effect, Fiber } from "effect"
 import { lastStoredTrades } from "../../src/ingest/LastStored.ts"
+import { Health } from "../../src/observability/Health.ts"
 import * as SimExchangeServer from "../../src/sim/SimExchangeServer.ts"
 import { tempDir } from "../storage/support.ts"
 import {
@@ -183,6 +184,8 @@ describe("market data completeness", () => {
         }, "live data after the gap")
         assert.isBelow(Date.now() - gapDetected, 3000, "live data resumed within the bound (600 ms + one retry round)")
         const gap = rec.gaps[0]
+        const health = yield* (yield* Health).report
+        assert.deepStrictEqual(health.marketGaps?.recent[0], gap, "/health shows the gap")
         assert.strictEqual(gap.symbol, A)
         assert.strictEqual(gap.firstMissing, before + 1)
         assert.strictEqual(gap.lastMissing, before + 30)
