@@ -17,7 +17,8 @@
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process"
 import { createWriteStream, mkdtempSync, rmSync, type WriteStream } from "node:fs"
-import { createServer } from "node:net"
+import { createServer as createHttpServer, request as httpRequest, type IncomingHttpHeaders } from "node:http"
+import { type AddressInfo, createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -48,6 +49,14 @@ export interface ChaosOptions {
   readonly brokerOutageMs?: number
   /** Chance that an order placement meets a fault (0 = no storm). */
   readonly faultRate?: number
+  /**
+   * Share of the storm's faults that are the "429, then the retry held in transit past a crash" scenario: the
+   * placement answers 429 (Retry-After 3 s), the order manager's retry is held by a proxy until just before its
+   * recvWindow runs out, and the order manager is SIGKILLed 200 ms into the hold and restarted (default 0.2).
+   */
+  readonly heldRetryShare?: number
+  /** recvWindow of the order manager's signed requests (EXCHANGE_RECV_WINDOW, default 5000). */
+  readonly recvWindowMs?: number
   /** Order manager's HTTP timeout (ms); "slow" faults answer later than this. */
   readonly httpTimeoutMs?: number
   /** Longest settle phase (ms) after the chaos: the pipeline must reach a final state for every approval by then. */
@@ -72,6 +81,9 @@ export interface ChaosReport {
   readonly runDir: string
   readonly kills: Record<string, number>
   readonly killsInFlight: number
+  /** Retries after a 429 held in transit, and how many of those holds had the order manager killed in them. */
+  readonly heldRetries: number
+  readonly killsInHold: number
   readonly brokerRestarts: number
   readonly resumeAfterBrokerMs: ReadonlyArray<number | null>
   readonly faultsInjected: Record<string, number>
@@ -176,13 +188,17 @@ interface Service {
 
 class Services {
   readonly running = new Map<StageName, Service>()
+  /** Every process ever started (for the clean-up: one being killed may be out of `running` for a moment). */
+  readonly all = new Set<Service>()
   readonly #logs = new Map<StageName, WriteStream>()
   readonly starts: Record<string, number> = {}
   readonly env: Record<string, string>
   readonly runDir: string
-  constructor(env: Record<string, string>, runDir: string) {
+  readonly stageEnv: Partial<Record<StageName, Record<string, string>>>
+  constructor(env: Record<string, string>, runDir: string, stageEnv: Partial<Record<StageName, Record<string, string>>> = {}) {
     this.env = env
     this.runDir = runDir
+    this.stageEnv = stageEnv
   }
 
   start(stage: StageName): Service {
@@ -195,7 +211,7 @@ class Services {
     log.write(`\n===== chaos: start #${this.starts[stage]} of ${stage} at ${new Date().toISOString()}\n`)
     const child = spawn(process.execPath, [join(ROOT, "bin/autotrader.js"), "service", stage], {
       cwd: ROOT,
-      env: { ...process.env, ...this.env },
+      env: { ...process.env, ...this.env, ...this.stageEnv[stage] },
       stdio: ["ignore", "pipe", "pipe"]
     })
     const service: Service = {
@@ -222,12 +238,16 @@ class Services {
     child.stdout!.on("data", onData)
     child.stderr!.on("data", onData)
     this.running.set(stage, service)
+    this.all.add(service)
+    void service.exited.then(() => this.all.delete(service))
     return service
   }
 
   async kill(stage: StageName, signal: NodeJS.Signals = "SIGKILL") {
     const s = this.running.get(stage)
     if (s === undefined) return
+    // out of the map first: a killed stage is not a crash for restartDead, and the caller restarts it
+    this.running.delete(stage)
     if (s.alive) s.child.kill(signal)
     await Promise.race([s.exited, sleep(30_000)])
     if (s.alive) {
@@ -247,11 +267,78 @@ class Services {
   }
 
   killAllNow() {
-    for (const s of this.running.values()) if (s.alive) s.child.kill("SIGKILL")
+    for (const s of this.all) if (s.alive) s.child.kill("SIGKILL")
   }
 
   async closeLogs() {
     await Promise.all([...this.#logs.values()].map((l) => new Promise<void>((r) => l.end(r))))
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// a REST proxy in front of the simulator for the order manager: it can hold a request in transit
+
+class RestProxy {
+  port = 0
+  /** idle → (a 429 was queued) awaiting429 → (the placement got its 429) holdNext → (the retry is held) idle */
+  phase: "idle" | "awaiting429" | "holdNext" = "idle"
+  held = 0
+  onHold: () => void = () => {}
+  readonly #target: URL
+  readonly #recvWindowMs: number
+  readonly #server = createHttpServer((req, res) => {
+    this.#handle(req.method ?? "GET", req.url ?? "/", req.headers, req, res).catch(() => res.destroy())
+  })
+  constructor(target: string, recvWindowMs: number) {
+    this.#target = new URL(target)
+    this.#recvWindowMs = recvWindowMs
+  }
+  async start() {
+    await new Promise<void>((resolve) => this.#server.listen(0, "127.0.0.1", resolve))
+    this.port = (this.#server.address() as AddressInfo).port
+  }
+  close() {
+    return new Promise<void>((resolve) => {
+      this.#server.close(() => resolve())
+      this.#server.closeAllConnections()
+    })
+  }
+  async #handle(method: string, url: string, headers: IncomingHttpHeaders, req: AsyncIterable<Buffer>, res: import("node:http").ServerResponse) {
+    const chunks: Array<Buffer> = []
+    for await (const c of req) chunks.push(c)
+    const body = Buffer.concat(chunks)
+    const placement = method === "POST" && url.split("?")[0] === "/api/v3/order"
+    let awaiting429 = false
+    if (placement && this.phase === "holdNext") {
+      this.phase = "idle"
+      // the retry after the 429: hold it until just before its own recvWindow ends, so it still executes, but
+      // later than a restarted order manager that measures from the first attempt would resend
+      const params = new URLSearchParams(url.includes("?") ? url.slice(url.indexOf("?") + 1) : body.toString())
+      const ts = Number(params.get("timestamp"))
+      const rw = Number(params.get("recvWindow") ?? this.#recvWindowMs)
+      const holdMs = Number.isFinite(ts) ? ts + rw - 600 - Date.now() : 0
+      if (holdMs > 0) {
+        this.held++
+        this.onHold()
+        await sleep(holdMs)
+      }
+    } else if (placement && this.phase === "awaiting429") awaiting429 = true
+    // forwarded even when the client gave up waiting: the request was already on its way
+    const upstream = httpRequest(new URL(url, this.#target), { method, headers: { ...headers, host: this.#target.host } }, (up) => {
+      if (awaiting429 && up.statusCode === 429) this.phase = "holdNext"
+      else if (awaiting429) this.phase = "idle"
+      if (res.destroyed) {
+        up.resume()
+        return
+      }
+      res.writeHead(up.statusCode ?? 502, up.headers)
+      up.pipe(res)
+    })
+    upstream.on("error", () => {
+      if (awaiting429) this.phase = "idle"
+      res.destroy()
+    })
+    upstream.end(body)
   }
 }
 
@@ -282,10 +369,14 @@ class Storm {
   readonly sim: SimExchange
   readonly random: () => number
   readonly httpTimeoutMs: number
-  constructor(sim: SimExchange, random: () => number, httpTimeoutMs: number) {
+  readonly proxy: RestProxy | undefined
+  readonly heldRetryShare: number
+  constructor(sim: SimExchange, random: () => number, httpTimeoutMs: number, proxy: RestProxy | undefined, heldRetryShare: number) {
     this.sim = sim
     this.random = random
     this.httpTimeoutMs = httpTimeoutMs
+    this.proxy = proxy
+    this.heldRetryShare = heldRetryShare
   }
 
   /** Accounts for the placements since the last call (each one consumed a pending fault, if any). */
@@ -320,10 +411,12 @@ class Storm {
   maybeInject(rate: number) {
     this.observe()
     if (this.pending > 0 || this.random() >= rate) return
-    const fault = this.#pick()
+    const held = this.proxy !== undefined && this.proxy.phase === "idle" && this.random() < this.heldRetryShare
+    const fault: SimFault = held ? { kind: "rateLimited", status: 429, retryAfterSec: 3 } : this.#pick()
     this.sim.injectFault(fault)
+    if (held) this.proxy!.phase = "awaiting429"
     this.pending++
-    const kind = faultKind(fault)
+    const kind = held ? "heldRetry" : faultKind(fault)
     this.injected[kind] = (this.injected[kind] ?? 0) + 1
   }
 }
@@ -521,6 +614,7 @@ export const runChaos = async (options: ChaosOptions): Promise<ChaosReport> => {
   let broker: Broker | undefined
   let sim: SimExchange | undefined
   let services: Services | undefined
+  let proxy: RestProxy | undefined
   const onExit = () => {
     services?.killAllNow()
     if (broker?.running) spawnSync("bash", [join(ROOT, "scripts/kafka.sh"), "stop"], { env: { ...process.env, KAFKA_PORT: String(broker.port) } })
@@ -535,6 +629,9 @@ export const runChaos = async (options: ChaosOptions): Promise<ChaosReport> => {
       brokers = `127.0.0.1:${broker.port}`
     }
     sim = await startSimExchange({ symbols, ticksPerSecond: options.ticksPerSecond ?? 50, seed: seed % 100000 })
+    const recvWindowMs = options.recvWindowMs ?? 5000
+    proxy = new RestProxy(sim.restBaseUrl, recvWindowMs)
+    await proxy.start()
     services = new Services(
       {
         BUS: "kafka",
@@ -544,6 +641,7 @@ export const runChaos = async (options: ChaosOptions): Promise<ChaosReport> => {
         EXCHANGE_WS_URL: sim.wsBaseUrl,
         EXCHANGE_REST_URL: sim.restBaseUrl,
         EXCHANGE_HTTP_TIMEOUT: `${httpTimeoutMs} millis`,
+        EXCHANGE_RECV_WINDOW: String(recvWindowMs),
         HTTP_PORT: "0",
         DATA_DIR: join(runDir, "data"),
         ORDER_QTY: "0.01",
@@ -553,7 +651,8 @@ export const runChaos = async (options: ChaosOptions): Promise<ChaosReport> => {
         TELEGRAM_BOT_TOKEN: "",
         NODE_OPTIONS: "--disable-warning=TimeoutNegativeWarning"
       },
-      runDir
+      runDir,
+      { orders: { EXCHANGE_REST_URL: `http://127.0.0.1:${proxy.port}` } }
     )
     for (const stage of STAGES) services.start(stage)
     const live = services
@@ -567,10 +666,35 @@ export const runChaos = async (options: ChaosOptions): Promise<ChaosReport> => {
     }
     log(`pipeline trading (${sim.orders().length} orders); chaos for ${Math.round(options.durationMs / 1000)} s`)
 
-    const storm = new Storm(sim, random, httpTimeoutMs)
+    const storm = new Storm(sim, random, httpTimeoutMs, proxy, options.heldRetryShare ?? 0.2)
     const kills: Record<string, number> = {}
     const crashes: Record<string, number> = {}
     let killsInFlight = 0
+    let killsInHold = 0
+    // one kill/restart at a time (the kill loop and the held-retry kills share the stages)
+    let stageBusy = false
+    const killAndRestart = async (stage: StageName, downMs: number, why: string) => {
+      stageBusy = true
+      try {
+        await live.kill(stage, "SIGKILL")
+        kills[stage] = (kills[stage] ?? 0) + 1
+        log(`SIGKILL ${stage}${why}; restart in ${Math.round(downMs)} ms`)
+        await sleep(downMs)
+        const restarted = live.start(stage)
+        // the next kill waits until the restarted stage is up (bounded), so a slow start on a busy machine still
+        // leaves the pipeline time to trade between two kills
+        const upBy = Date.now() + 90_000
+        while (restarted.port === undefined && restarted.alive && Date.now() < upBy) await sleep(100)
+      } finally {
+        stageBusy = false
+      }
+    }
+    proxy.onHold = () => {
+      if (stageBusy || !chaosOn) return
+      killsInHold++
+      killsInFlight++
+      void sleep(200).then(() => killAndRestart("orders", random() * 500, " (200 ms into a retry held in transit)"))
+    }
     const violations: Array<Violation> = []
     const weights = options.killWeights ?? { orders: 5, risk: 1.5, signals: 1.5, ingest: 1, store: 1 }
     const killable = STAGES.filter((s) => (weights[s] ?? 0) > 0)
@@ -584,12 +708,16 @@ export const runChaos = async (options: ChaosOptions): Promise<ChaosReport> => {
       return killable[killable.length - 1]
     }
     const [gapMin, gapMax] = options.killGapMs ?? [3000, 9000]
+    let chaosOn = true
     const chaosStart = Date.now()
     const chaosEnd = chaosStart + options.durationMs
     const brokerAt = Array.from({ length: brokerRestarts }, (_, i) => Date.now() + ((i + 1) * options.durationMs) / (brokerRestarts + 1))
     const resumeAfterBrokerMs: Array<number | null> = []
-    const resumeWithin = options.resumeWithinMs ?? 60_000
+    const resumeWithin = options.resumeWithinMs ?? 120_000
     let brokerDone = 0
+    // resolved once orders resumed after the last broker restart (or the window passed): the next restart waits
+    let resumeMeasured: Promise<void> = Promise.resolve()
+    let resumePending = false
 
     // the storm runs beside the kill loop until the chaos ends
     let stormOn = (options.faultRate ?? 0.5) > 0
@@ -609,7 +737,7 @@ export const runChaos = async (options: ChaosOptions): Promise<ChaosReport> => {
     const killCount = () => Object.values(kills).reduce((a, b) => a + b, 0)
     while (Date.now() < chaosEnd && (options.kills === undefined || killCount() < options.kills)) {
       live.restartDead(onCrash)
-      if (brokerDone < brokerAt.length && Date.now() >= brokerAt[brokerDone] && broker !== undefined) {
+      if (brokerDone < brokerAt.length && Date.now() >= brokerAt[brokerDone] && broker !== undefined && !resumePending) {
         brokerDone++
         log(`broker restart ${brokerDone}/${brokerAt.length}`)
         await broker.stop()
@@ -618,10 +746,13 @@ export const runChaos = async (options: ChaosOptions): Promise<ChaosReport> => {
         const back = Date.now()
         const before = sim.orders().length
         // measured while the chaos goes on (kills included): the first new order at the exchange
-        void (async () => {
+        resumePending = true
+        resumeMeasured = (async () => {
           const index = resumeAfterBrokerMs.push(null) - 1
           while (Date.now() - back < resumeWithin && sim!.orders().length === before) await sleep(200)
           if (sim!.orders().length > before) resumeAfterBrokerMs[index] = Date.now() - back
+          log(`after broker restart ${index + 1}: ${resumeAfterBrokerMs[index] === null ? `no new order within ${resumeWithin / 1000} s` : `orders resumed after ${((Date.now() - back) / 1000).toFixed(1)} s`}`)
+          resumePending = false
         })()
         nextKill = Date.now() + gapMin
         continue
@@ -642,30 +773,28 @@ export const runChaos = async (options: ChaosOptions): Promise<ChaosReport> => {
             await sleep(random() * 400)
           }
         }
-        await live.kill(stage, "SIGKILL")
-        kills[stage] = (kills[stage] ?? 0) + 1
+        const busyUntil = Date.now() + 120_000
+        while (stageBusy && Date.now() < busyUntil) await sleep(50)
         if (aimed) killsInFlight++
-        const down = random() * 3000
-        log(`SIGKILL ${stage}${aimed ? " (order in flight)" : ""}; restart in ${Math.round(down)} ms`)
-        await sleep(down)
-        const restarted = live.start(stage)
-        // the next gap starts once the restarted stage is up (bounded), so a slow start on a busy machine still
-        // leaves the pipeline time to trade between two kills
-        const upBy = Math.min(chaosEnd, Date.now() + 90_000)
-        while (restarted.port === undefined && restarted.alive && Date.now() < upBy) await sleep(100)
+        await killAndRestart(stage, random() * 3000, aimed ? " (order in flight)" : "")
         nextKill = Date.now() + gapMin + random() * (gapMax - gapMin)
       }
       await sleep(100)
     }
+    // the last broker restart's recovery is part of the chaos phase: wait for its verdict
+    await resumeMeasured
     stormOn = false
+    chaosOn = false
     await stormLoop
+    const holdsEnd = Date.now() + 120_000
+    while (stageBusy && Date.now() < holdsEnd) await sleep(100)
+    proxy.phase = "idle"
     const chaosMs = Date.now() - chaosStart
     storm.observe()
     log(`chaos over: kills ${JSON.stringify(kills)} (${killsInFlight} aimed at orders in flight), broker restarts ${brokerDone}, faults ${JSON.stringify(storm.injected)} (${storm.hit} hit an order placement)`)
 
     // settle: stop the source, restart anything dead, wait until every approval is final and nothing moves
     await live.kill("ingest", "SIGTERM")
-    live.running.delete("ingest")
     const settleDeadline = Date.now() + (options.settleMs ?? 180_000)
     let dump: TopicDump = { approvals: [], events: [] }
     let stableSince = 0
@@ -707,6 +836,8 @@ export const runChaos = async (options: ChaosOptions): Promise<ChaosReport> => {
       runDir,
       kills,
       killsInFlight,
+      heldRetries: proxy.held,
+      killsInHold,
       brokerRestarts: brokerDone,
       resumeAfterBrokerMs,
       faultsInjected: storm.injected,
@@ -723,9 +854,10 @@ export const runChaos = async (options: ChaosOptions): Promise<ChaosReport> => {
   } finally {
     services?.killAllNow()
     if (services !== undefined) {
-      await Promise.all([...services.running.values()].map((s) => Promise.race([s.exited, sleep(5000)])))
+      await Promise.all([...services.all].map((s) => Promise.race([s.exited, sleep(5000)])))
       await services.closeLogs()
     }
+    await proxy?.close()
     await sim?.close()
     if (broker?.running) {
       try {
@@ -749,6 +881,7 @@ export const formatReport = (r: ChaosReport): string => {
   const lines = [
     `chaos run: ${r.minutes} min of chaos, seed ${r.seed}`,
     `  kills (SIGKILL):        ${total(r.kills)} ${JSON.stringify(r.kills)}, ${r.killsInFlight} aimed at an order in flight`,
+    `  held retries:           ${r.heldRetries} retries after a 429 held in transit, ${r.killsInHold} with the order manager killed 200 ms into the hold`,
     `  broker restarts:        ${r.brokerRestarts} (orders resumed after ${r.resumeAfterBrokerMs.map((ms) => (ms === null ? "never" : `${(ms / 1000).toFixed(1)} s`)).join(", ") || "-"})`,
     `  REST faults injected:   ${total(r.faultsInjected)} ${JSON.stringify(r.faultsInjected)}, ${r.faultsHit} hit an order placement`,
     `  approvals checked:      ${r.approvals} (final events ${JSON.stringify(r.finalEvents)})`,

@@ -1,5 +1,6 @@
 /**
- * `npm run chaos [-- --minutes N] [--seed S] [--rate R] [--broker-restarts K] [--keep]`: the chaos harness
+ * `npm run chaos [-- --minutes N] [--seed S] [--rate R] [--broker-restarts K] [--fault-rate F] [--held-retry-share H]
+ * [--recv-window MS] [--kill-gap MIN,MAX] [--brokers HOST:PORT] [--keep]`: the chaos harness
  * (scripts/chaos/harness.ts) for N minutes of chaos (default 5), then its checks. Exit 0 only when every check passed.
  * `npm run chaos --minutes 5` (without `--`) works too: npm hands the flag over as npm_config_minutes.
  */
@@ -25,11 +26,24 @@ const number = (name: string, fallback: number, min: number, max: number): numbe
 }
 
 const minutes = number("minutes", 5, 0.25, 240)
+const gap = flag("kill-gap")
+const killGapMs = gap === undefined ? undefined : gap.split(",").map(Number)
+if (killGapMs !== undefined && (killGapMs.length !== 2 || !killGapMs.every((n) => Number.isFinite(n) && n >= 0) || killGapMs[0] > killGapMs[1])) {
+  console.error(`chaos: --kill-gap must be MIN,MAX in ms with MIN <= MAX (got "${gap}")`)
+  process.exit(2)
+}
+const brokers = flag("brokers")
 const options = {
   durationMs: minutes * 60_000,
   seed: flag("seed") === undefined ? undefined : number("seed", 1, 0, 2 ** 31),
   ticksPerSecond: number("rate", 50, 1, 2000),
   brokerRestarts: number("broker-restarts", Math.max(1, Math.min(12, Math.round(minutes))), 0, 100),
+  heldRetryShare: number("held-retry-share", 0.2, 0, 1),
+  recvWindowMs: number("recv-window", 5000, 1000, 60000),
+  faultRate: number("fault-rate", 0.5, 0, 1),
+  ...(killGapMs === undefined ? {} : { killGapMs: [killGapMs[0], killGapMs[1]] as const }),
+  // an existing broker (no broker restarts then: the harness only stops a broker it started)
+  ...(brokers === undefined ? {} : { brokers }),
   keep: args.includes("--keep")
 }
 
