@@ -362,6 +362,7 @@ const faultKind = (f: SimFault): string => {
 class Storm {
   readonly injected: Record<string, number> = {}
   pending = 0
+  lookupPending = 0
   hit = 0
   placements = 0
   lastPlacementAt = 0
@@ -384,6 +385,10 @@ class Storm {
     const requests = this.sim.requests()
     for (let i = this.#seen; i < requests.length; i++) {
       const r = requests[i]
+      if (r.method === "GET" && r.path === "/api/v3/order" && this.lookupPending > 0) {
+        this.lookupPending--
+        this.hit++
+      }
       if (r.method === "POST" && r.path === "/api/v3/order") {
         this.placements++
         this.lastPlacementAt = Date.now()
@@ -402,7 +407,8 @@ class Storm {
     const status = statuses[Math.floor(this.random() * statuses.length)]
     if (r < 0.2) return { kind: "httpStatus", status, executed: true }
     if (r < 0.35) return { kind: "httpStatus", status, executed: false }
-    if (r < 0.55) return { kind: "executeThenDrop" }
+    if (r < 0.45) return { kind: "executeThenDrop" }
+    if (r < 0.55) return { kind: "drop" }
     if (r < 0.7) return { kind: "executeThenDelay", ms: this.httpTimeoutMs + 500 + Math.floor(this.random() * 2000) }
     if (r < 0.9) return { kind: "rateLimited", status: 429, retryAfterSec: 1 + Math.floor(this.random() * 3) }
     return { kind: "rateLimited", status: 418, retryAfterSec: 1 + Math.floor(this.random() * 2) }
@@ -410,6 +416,14 @@ class Storm {
 
   maybeInject(rate: number) {
     this.observe()
+    // order lookups fail too now and then (a 5xx or a lost request), one pending at a time
+    if (this.lookupPending === 0 && this.random() < rate / 4) {
+      const fault: SimFault = this.random() < 0.5 ? { kind: "httpStatus", status: 503, executed: false } : { kind: "drop" }
+      this.sim.injectFault(fault, "lookup")
+      this.lookupPending++
+      const kind = `lookup-${faultKind(fault)}`
+      this.injected[kind] = (this.injected[kind] ?? 0) + 1
+    }
     if (this.pending > 0 || this.random() >= rate) return
     const held = this.proxy !== undefined && this.proxy.phase === "idle" && this.random() < this.heldRetryShare
     const fault: SimFault = held ? { kind: "rateLimited", status: 429, retryAfterSec: 3 } : this.#pick()
@@ -883,7 +897,7 @@ export const formatReport = (r: ChaosReport): string => {
     `  kills (SIGKILL):        ${total(r.kills)} ${JSON.stringify(r.kills)}, ${r.killsInFlight} aimed at an order in flight`,
     `  held retries:           ${r.heldRetries} retries after a 429 held in transit, ${r.killsInHold} with the order manager killed 200 ms into the hold`,
     `  broker restarts:        ${r.brokerRestarts} (orders resumed after ${r.resumeAfterBrokerMs.map((ms) => (ms === null ? "never" : `${(ms / 1000).toFixed(1)} s`)).join(", ") || "-"})`,
-    `  REST faults injected:   ${total(r.faultsInjected)} ${JSON.stringify(r.faultsInjected)}, ${r.faultsHit} hit an order placement`,
+    `  REST faults injected:   ${total(r.faultsInjected)} ${JSON.stringify(r.faultsInjected)}, ${r.faultsHit} hit an order placement or lookup`,
     `  approvals checked:      ${r.approvals} (final events ${JSON.stringify(r.finalEvents)})`,
     `  exchange orders:        ${r.exchangeOrders}`,
     `  duplicates:             ${r.duplicates}`,
