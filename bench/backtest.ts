@@ -11,7 +11,8 @@ import { mkdir, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { runBacktest } from "../src/backtest/Backtest.ts"
-import { parseGrid } from "../src/backtest/Grid.ts"
+import { combinations, parseGrid, variantsOf } from "../src/backtest/Grid.ts"
+import { makeVariantReplayer } from "../src/backtest/Replay.ts"
 import type { Tick } from "../src/domain/Messages.ts"
 import { decimalOf } from "../src/orders/OrderPrep.ts"
 import { exchangeInfoJson, exchangeInfoPath } from "../src/storage/ExchangeInfoFiles.ts"
@@ -72,34 +73,61 @@ export interface ScenarioResult {
   readonly ticks: number
   readonly combinations: number
   readonly seconds: number
+  /** CPU seconds of the main (JS) thread and of the whole process (DuckDB's threads included): wall time lies on a loaded machine. */
+  readonly mainThreadCpuSeconds: number
+  readonly processCpuSeconds: number
   /** ticks / s of the one read */
   readonly ticksPerSec: number
   /** ticks × combinations / s */
   readonly comboTicksPerSec: number
 }
 
-const timed = async <A>(f: () => Promise<A>): Promise<[A, number]> => {
+const cpu = () => {
+  const t = process.threadCpuUsage()
+  const p = process.cpuUsage()
+  return { thread: (t.user + t.system) / 1e6, process: (p.user + p.system) / 1e6 }
+}
+
+const timed = async <A>(f: () => Promise<A>): Promise<[A, number, { readonly thread: number; readonly process: number }]> => {
+  const c0 = cpu()
   const started = performance.now()
   const a = await f()
-  return [a, (performance.now() - started) / 1000]
+  const c1 = cpu()
+  return [a, (performance.now() - started) / 1000, { thread: c1.thread - c0.thread, process: c1.process - c0.process }]
 }
 
 /** One pass over the tree with a 3 × 3 grid of MA windows (9 strategy states per tick). */
 export const gridScenario = async (dir: string): Promise<ScenarioResult> => {
   const grid = parseGrid(["fast=5,10,20", "slow=30,60,120"])
   if (typeof grid === "string") throw new Error(grid)
-  const [out, seconds] = await timed(() =>
+  const [out, seconds, c] = await timed(() =>
     Effect.runPromise(runBacktest({ path: dir, fee: 0.001, slippageBps: 1, windows: { fast: 10, slow: 30 }, limits, grid, rankBy: "sharpe" }))
   )
-  return { ticks: out.ticks, combinations: out.ranked.length, seconds, ticksPerSec: out.ticks / seconds, comboTicksPerSec: (out.ticks * out.ranked.length) / seconds }
+  return {
+    ticks: out.ticks,
+    combinations: out.ranked.length,
+    seconds,
+    mainThreadCpuSeconds: c.thread,
+    processCpuSeconds: c.process,
+    ticksPerSec: out.ticks / seconds,
+    comboTicksPerSec: (out.ticks * out.ranked.length) / seconds
+  }
 }
 
 /** The plain replay (one combination) through the backtest path, for comparison. */
 export const singleScenario = async (dir: string): Promise<ScenarioResult> => {
-  const [out, seconds] = await timed(() =>
+  const [out, seconds, c] = await timed(() =>
     Effect.runPromise(runBacktest({ path: dir, fee: 0.001, slippageBps: 1, windows: { fast: 10, slow: 30 }, limits }))
   )
-  return { ticks: out.ticks, combinations: 1, seconds, ticksPerSec: out.ticks / seconds, comboTicksPerSec: out.ticks / seconds }
+  return {
+    ticks: out.ticks,
+    combinations: 1,
+    seconds,
+    mainThreadCpuSeconds: c.thread,
+    processCpuSeconds: c.process,
+    ticksPerSec: out.ticks / seconds,
+    comboTicksPerSec: out.ticks / seconds
+  }
 }
 
 export interface ReportResult {
@@ -110,6 +138,8 @@ export interface ReportResult {
   readonly baselineSeconds: number
   /** What the report adds: seconds − baselineSeconds. */
   readonly reportSeconds: number
+  /** The same in main-thread CPU seconds (recording + rendering + writing run on the main thread). */
+  readonly reportCpuSeconds: number
   readonly bytes: number
 }
 
@@ -117,10 +147,40 @@ export interface ReportResult {
 export const reportScenario = async (dir: string): Promise<ReportResult> => {
   const base = await singleScenario(dir)
   const path = join(dir, "report.html")
-  const [out, seconds] = await timed(() =>
+  const [out, seconds, c] = await timed(() =>
     Effect.runPromise(runBacktest({ path: dir, fee: 0.001, slippageBps: 1, windows: { fast: 10, slow: 30 }, limits, report: path }))
   )
-  return { ticks: out.ticks, seconds, baselineSeconds: base.seconds, reportSeconds: seconds - base.seconds, bytes: statSync(path).size }
+  return {
+    ticks: out.ticks,
+    seconds,
+    baselineSeconds: base.seconds,
+    reportSeconds: seconds - base.seconds,
+    reportCpuSeconds: c.thread - base.mainThreadCpuSeconds,
+    bytes: statSync(path).size
+  }
+}
+
+/** The 9 strategy states alone, ticks already in memory (no read): what a combination-pass costs the main thread. */
+export const gridCoreScenario = async (n: number): Promise<ScenarioResult> => {
+  const ticks = makeTicks(n)
+  const grid = parseGrid(["fast=5,10,20", "slow=30,60,120"])
+  if (typeof grid === "string") throw new Error(grid)
+  const variants = variantsOf(combinations(grid, { windows: { fast: 10, slow: 30 }, limits }).combos)
+  const plan = { from: ticks[0].ts, to: ticks[ticks.length - 1].ts + 1, periodMs: 1000 }
+  const [, seconds, c] = await timed(async () => {
+    const rs = variants.map((v) => makeVariantReplayer(v, { fee: 0.001, slippageBps: 1 }, plan))
+    for (const t of ticks) for (let i = 0; i < rs.length; i++) rs[i].step(t)
+    return rs.map((r) => r.result())
+  })
+  return {
+    ticks: n,
+    combinations: variants.length,
+    seconds,
+    mainThreadCpuSeconds: c.thread,
+    processCpuSeconds: c.process,
+    ticksPerSec: n / seconds,
+    comboTicksPerSec: (n * variants.length) / seconds
+  }
 }
 
 if (import.meta.main) {
@@ -130,8 +190,9 @@ if (import.meta.main) {
     await prepareStore(dir, n)
     const single = await singleScenario(dir)
     const grid = await gridScenario(dir)
+    const gridCore = await gridCoreScenario(n)
     const report = await reportScenario(dir)
-    process.stdout.write(`${JSON.stringify({ single, grid, report }, null, 1)}\n`)
+    process.stdout.write(`${JSON.stringify({ single, grid, gridCore, report }, null, 1)}\n`)
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }
