@@ -1,5 +1,6 @@
 /** The `autotrader` command line. */
-import { NodeRuntime, NodeServices } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as NodeServices from "@effect/platform-node/NodeServices"
 import { Cause, Effect, Exit, Option, Runtime } from "effect"
 import { Argument, CliOutput, Command, Flag } from "effect/cli"
 import { MARKET_FAULTS_HELP, parseMarketFaults } from "../sim/MarketData.ts"

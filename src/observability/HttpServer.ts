@@ -2,7 +2,7 @@
  * The one HTTP server of a process: every route an operator or orchestrator reads is listed in `routes`.
  * The runtime (src/runtime) starts it below the stages, so it answers until the drain has finished.
  */
-import { NodeHttpServer } from "@effect/platform-node"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Layer } from "effect"
 import { HttpRouter } from "effect/http"
 import { PrometheusMetrics } from "effect/observability"

@@ -12,7 +12,7 @@
 import { Config, Duration, Effect, Layer, Option } from "effect"
 import * as BinanceExchange from "../../layers/BinanceExchange.ts"
 import * as InMemoryBus from "../../layers/InMemoryBus.ts"
-import * as KafkaBus from "../../layers/KafkaBus.ts"
+import type * as KafkaBus from "../../layers/KafkaBus.ts"
 import { Bus, namespaced } from "../bus/Bus.ts"
 import { type BusError, ConfigError } from "../domain/Errors.ts"
 import { Exchange } from "../exchange/Exchange.ts"
@@ -57,7 +57,9 @@ const busConfig = (mode: "run" | "service") =>
     if (kind === "memory") {
       return { kind, capacity: yield* Config.Int("BUS_CAPACITY").pipe(Config.withDefault(250_000)) } satisfies BusConfig
     }
-    return { kind, options: yield* KafkaBus.config, prefix: yield* topicPrefixConfig } satisfies BusConfig
+    // kafkajs is loaded only when the bus is Kafka (its 140 modules are a large part of a start-up otherwise)
+    const kafka = yield* Effect.promise(() => import("../../layers/KafkaBus.ts"))
+    return { kind, options: yield* kafka.config, prefix: yield* topicPrefixConfig } satisfies BusConfig
   })
 
 const exchangeConfigFor = (context: StageContext, needed: boolean) =>
@@ -107,7 +109,10 @@ export const busLayer = (config: BusConfig): Layer.Layer<Bus, BusError> =>
     ? InMemoryBus.layerTest({ capacity: config.capacity })
     : Layer.effect(
       Bus,
-      Effect.map(KafkaBus.make(config.options), (bus) => namespaced(config.prefix, bus))
+      Effect.promise(() => import("../../layers/KafkaBus.ts")).pipe(
+        Effect.flatMap((kafka) => kafka.make(config.options)),
+        Effect.map((bus) => namespaced(config.prefix, bus))
+      )
     )
 
 /** The exchange, or a stand-in that dies if a stage that does not need it ever asks for it. */

@@ -5,7 +5,6 @@ import type { Candidate } from "../domain/Messages.ts"
 import { MarketRaw, SignalsCandidate } from "../domain/Topics.ts"
 import { LATENCY_BUCKETS_SECONDS, secondsBetween, tickToCandidateSeconds } from "../observability/Metrics.ts"
 import { type GateVerdict, makeModelGate } from "../ml/ModelGate.ts"
-import { loadScorer } from "../ml/Scorer.ts"
 import { ConfigError } from "../domain/Errors.ts"
 import { DEFAULT_WINDOWS, initialSignalState, type SignalWindows, stepSignal, windowsProblem } from "./SignalWorker.ts"
 
@@ -63,7 +62,10 @@ export const runSignalsWith = (model: Option.Option<SignalModelOptions>) =>
     const bus = yield* Bus
     const windows = yield* signalWindowsConfig
     const state = initialSignalState(windows)
-    const gate = Option.isSome(model) ? makeModelGate(yield* loadScorer(model.value.path), model.value.minProba) : undefined
+    // onnxruntime is loaded only when a model is configured (it is a tenth of the CLI's start-up otherwise)
+    const gate = Option.isSome(model)
+      ? makeModelGate(yield* (yield* Effect.promise(() => import("../ml/Scorer.ts"))).loadScorer(model.value.path), model.value.minProba)
+      : undefined
     if (gate !== undefined) {
       yield* Effect.logInfo("signal model loaded", {
         path: gate.scorer.path,
