@@ -68,6 +68,9 @@ export const config: Config.Config<KafkaBusOptions> = Config.all({
 })
 
 
+/** Longest a consumer's disconnect (leave group, close sockets) may hold a subscription's end or the bus's release. */
+const consumerDisconnectTimeout = Duration.seconds(10)
+
 const messageOf = (error: unknown): string => (error instanceof Error ? error.message : String(error))
 
 const kafkaLogLevels = { ERROR: logLevel.ERROR, WARN: logLevel.WARN, INFO: logLevel.INFO, DEBUG: logLevel.DEBUG }
@@ -237,6 +240,29 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
       Effect.withSpan("KafkaBus.connect")
     )
 
+    /**
+     * Every consumer this bus created and has not yet disconnected. A subscription disconnects its own when it ends;
+     * whatever is left when the bus is released is disconnected here, before the producer and admin (a connected
+     * kafkajs consumer keeps sockets and timers alive: the process would not exit). After that, `subscribe` fails.
+     */
+    const consumers = new Set<Consumer>()
+    const lifecycle = { closed: false }
+    const disconnectConsumer = (consumer: Consumer) =>
+      Effect.promise(() => consumer.disconnect().catch(() => undefined)).pipe(
+        Effect.timeoutOption(consumerDisconnectTimeout),
+        Effect.flatMap((done) =>
+          done._tag === "Some"
+            ? Effect.sync(() => consumers.delete(consumer))
+            : Effect.logWarning("Kafka consumer did not disconnect in time", { timeout: Duration.format(consumerDisconnectTimeout) })
+        )
+      )
+    yield* Effect.addFinalizer(() =>
+      Effect.suspend(() => {
+        lifecycle.closed = true
+        return Effect.forEach([...consumers], disconnectConsumer, { concurrency: "unbounded", discard: true })
+      })
+    )
+
     // A cheap metadata request keeps `ready` honest while nothing is published.
     yield* Effect.forkScoped(
       attempt("probe", "*", () => admin.describeCluster()).pipe(
@@ -379,6 +405,9 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
     const subscribe = <A>(topic: Topic<A>, subscribeOptions: SubscribeOptions): Stream.Stream<Delivery<A>, BusError> =>
       Stream.unwrap(
         Effect.gen(function*() {
+          if (lifecycle.closed) {
+            return yield* new BusError({ operation: "subscribe", topic: topic.name, message: "the bus is closed (shutting down)" })
+          }
           yield* ensureTopic(topic.name)
           const ephemeral = subscribeOptions.ephemeral === true
           const groupId = ephemeral ? `${subscribeOptions.group}.ephemeral.${randomUUID()}` : subscribeOptions.group
@@ -403,8 +432,20 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
             rebalanceTimeout: Math.max(sessionTimeout, 10_000),
             maxWaitTimeInMs,
             minBytes: 1,
-            allowAutoTopicCreation: false
+            allowAutoTopicCreation: false,
+            retry: {
+              retries: options.requestRetries ?? 5,
+              initialRetryTime: 100,
+              maxRetryTime: 2_000,
+              // Never restart behind our back: kafkajs' own restart runs on a timer that a later disconnect does not
+              // always stop, and a consumer revived that way joins the group beside the one the restarted stage
+              // creates (a broker outage left 2–6 members per process, one holding a partition nobody read). A crash
+              // fails the subscription instead; the stage's supervisor restarts it with one new consumer, after this
+              // one is disconnected.
+              restartOnFailure: async () => false
+            }
           })
+          consumers.add(consumer)
           const member = { joined: false }
           if (!ephemeral) {
             const key = memberKey(topic.name, groupId)
@@ -531,13 +572,13 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
               await consumer.connect()
               await consumer.subscribe({ topic: topic.name, fromBeginning: ephemeral || subscribeOptions.start !== "latest" })
               await consumer.run({ autoCommit: false, eachBatchAutoResolve: false, partitionsConsumedConcurrently: 1, eachBatch })
-            }).pipe(Effect.tapError(() => Effect.promise(() => consumer.disconnect().catch(() => undefined)))),
+            }).pipe(Effect.tapError(() => disconnectConsumer(consumer))),
             () =>
               Effect.gen(function*() {
                 // Later commits of this subscription's deliveries go the admin way, after the member has left.
                 state.live = false
                 yield* Queue.shutdown(queue)
-                yield* Effect.promise(() => consumer.disconnect().catch(() => undefined))
+                yield* disconnectConsumer(consumer)
               })
           )
 

@@ -7,6 +7,7 @@ import { MARKET_FAULTS_HELP, parseMarketFaults } from "../sim/MarketData.ts"
 import * as SimExchangeServer from "../sim/SimExchangeServer.ts"
 import { logFormatOf, loggingLayer, parseDuration, symbolsConfig } from "./AppConfig.ts"
 import { prepareArgs } from "./Args.ts"
+import { exitIfHeldOpen } from "../runtime/Fatal.ts"
 import { replayCommand } from "./ReplayCommand.ts"
 import { run } from "./Run.ts"
 import { SERVICE_STAGES, service } from "./Service.ts"
@@ -114,7 +115,10 @@ Command.runWith(root, { version: "0.1.0" })(args).pipe(
   NodeRuntime.runMain({
     // a signal-driven stop (Ctrl-C, SIGTERM) that drained cleanly is a success
     // a failure carrying an exit code (e.g. replay's bad inputs: 2, 65, 66, 73) exits with it; others with 1
-    teardown: (exit, onExit) =>
-      onExit(reported ? 1 : Exit.isSuccess(exit) || Cause.hasInterruptsOnly(exit.cause) ? 0 : Runtime.getErrorExitCode(Cause.squash(exit.cause)))
+    teardown: (exit, onExit) => {
+      const code = reported ? 1 : Exit.isSuccess(exit) || Cause.hasInterruptsOnly(exit.cause) ? 0 : Runtime.getErrorExitCode(Cause.squash(exit.cause))
+      onExit(code)
+      exitIfHeldOpen(code)
+    }
   })
 )

@@ -1,27 +1,14 @@
+/** The process's last word: what happens after the runtime has stopped. */
 /**
- * Fatal start-up errors: a bad setting ends the process with exit 1 and one line naming the variable and what is
- * allowed (no stack, no restart loop). Both our ConfigError and effect's Config.ConfigError carry the tag "ConfigError".
+ * After a clean stop everything is released and Node exits once its event loop is empty. Should a library still
+ * hold a socket or timer (kafkajs did: `run --for` hung 70–90 s after "pipeline drained"), the process ends anyway
+ * after `graceMs`, with one line saying so. The timer is unref'd: it never keeps the process alive by itself.
  */
-import { Effect, Runtime } from "effect"
-
-/** Already logged on its one line: runMain must not print it again; the exit code is 1. */
-export class StartupAborted extends Error {
-  override readonly [Runtime.errorReported] = false
-}
-
-const isConfigError = (e: unknown): e is { readonly _tag: "ConfigError"; readonly message: string } =>
-  typeof e === "object" && e !== null && (e as { _tag?: unknown })._tag === "ConfigError"
-
-/** Collapses a multi-line message to one line (effect's Config errors list the path on separate lines). */
-const oneLine = (text: string) => text.split("\n").map((l) => l.trim()).filter((l) => l.length > 0).join("; ")
-
-export const exitOnConfigError = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | StartupAborted, R> =>
-  self.pipe(
-    Effect.catch((e: E): Effect.Effect<never, E | StartupAborted> =>
-      isConfigError(e)
-        ? Effect.logError(`invalid configuration: ${oneLine(e.message)}`).pipe(
-          Effect.andThen(Effect.fail(new StartupAborted(e.message)))
-        )
-        : Effect.fail(e)
+export const exitIfHeldOpen = (code: number, graceMs = 5_000): void => {
+  setTimeout(() => {
+    process.stderr.write(
+      `${JSON.stringify({ timestamp: new Date().toISOString(), level: "WARN", message: "process still held open after shutdown; exiting", code })}\n`
     )
-  )
+    process.exit(code)
+  }, graceMs).unref()
+}

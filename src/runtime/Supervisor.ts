@@ -112,32 +112,52 @@ export const make = (options: SupervisorOptions = {}) =>
     const fibersScope = yield* Scope.fork(layerScope, "parallel")
     const stages: Array<{ readonly stage: StageRun<any>; readonly fiber: Fiber.Fiber<unknown, unknown> }> = []
 
-    const totalLag = Effect.forEach(
-      stages.flatMap(({ stage }) => stage.inputs ?? []),
-      ([topic, group]) => bus.lag(topic, group),
-      { concurrency: "unbounded" }
-    ).pipe(Effect.map((lags) => lags.reduce((a, b) => a + b, 0)))
+    /** Lag per input (`topic/group`), read from the bus as it is now. */
+    const lags = Effect.suspend(() =>
+      Effect.forEach(
+        stages.flatMap(({ stage }) => stage.inputs ?? []),
+        ([topic, group]) => Effect.map(bus.lag(topic, group), (lag) => [`${topic.name}/${group}`, lag] as const),
+        { concurrency: "unbounded" }
+      )
+    ).pipe(Effect.map((entries) => Object.fromEntries(entries)))
     // a transient error is retried; one that persists ends the drain as LagUnknown, never as "drained"
-    const lagOnce = Effect.suspend(() => totalLag).pipe(Effect.retry(lagErrorRetries))
+    const lagOnce = lags.pipe(Effect.retry(lagErrorRetries))
+    const sum = (byInput: Record<string, number>) => Object.values(byInput).reduce((a, b) => a + b, 0)
 
     const runDrain = Effect.gen(function*() {
       for (const { stage, fiber } of stages) if (stage.source === true) yield* Fiber.interrupt(fiber)
-      const waitIdle = lagOnce.pipe(Effect.repeat({ schedule: lagPoll, until: (lag) => lag === 0 }))
+      let first: Record<string, number> | undefined
+      let polls = 0
+      const waitIdle = lagOnce.pipe(
+        Effect.tap((byInput) =>
+          Effect.sync(() => {
+            first ??= byInput
+            polls++
+          })
+        ),
+        Effect.repeat({ schedule: lagPoll, until: (byInput) => sum(byInput) === 0 })
+      )
       const outcome: DrainOutcome = yield* waitIdle.pipe(
         Effect.timeoutOption(drainTimeout),
         Effect.flatMap((done) =>
           done._tag === "Some"
             ? Effect.succeed<DrainOutcome>({ _tag: "Drained" })
-            : lagOnce.pipe(Effect.map((remaining): DrainOutcome => ({ _tag: "TimedOut", remaining })))
+            : lagOnce.pipe(Effect.map((byInput): DrainOutcome => ({ _tag: "TimedOut", remaining: sum(byInput) })))
         ),
         Effect.catch((error) => Effect.succeed<DrainOutcome>({ _tag: "LagUnknown", error }))
       )
+      // the lag seen when the drain began, per input: what the stages still had to handle
+      const atStart = first ?? {}
       switch (outcome._tag) {
         case "Drained":
-          yield* Effect.logInfo("pipeline drained", { remaining: 0 })
+          yield* Effect.logInfo("pipeline drained", { remaining: 0, lagAtStart: atStart, polls })
           break
         case "TimedOut":
-          yield* Effect.logWarning("drain timed out", { remaining: outcome.remaining, timeout: Duration.format(drainTimeout) })
+          yield* Effect.logWarning("drain timed out", {
+            remaining: outcome.remaining,
+            lagAtStart: atStart,
+            timeout: Duration.format(drainTimeout)
+          })
           break
         case "LagUnknown":
           yield* Effect.logError("drain could not read the lag; stopping without knowing what is left", {

@@ -4,6 +4,7 @@ import { spawn } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { groupLag, logLine } from "../support/kafkaLag.ts"
 
 const SECRET = "s3cr3t-never-in-logs"
 
@@ -85,6 +86,35 @@ describe("autotrader run", () => {
       expect(logged, out).toHaveLength(1)
       expect(logged[0]).toMatch(c.line)
       expect(out).not.toMatch(/running|stage|drain/)
+    }
+  }, 120_000)
+
+  it("BUS=kafka --for: the drain reads the real lag on a connected bus down to 0 (checked at the broker too), then the process exits 0 within 30 s", async () => {
+    const prefix = `rtstop${Date.now().toString(36)}.`
+    const run = start(["run", "--for", "10s"], { BUS: "kafka", KAFKA_TOPIC_PREFIX: prefix, SIM_TICKS_PER_SECOND: "50" })
+    let closingAt: number | undefined
+    const watch = setInterval(() => {
+      if (closingAt === undefined && run.output().includes("market data closing")) closingAt = Date.now()
+    }, 20)
+    const code = await run.exited
+    const exitedAt = Date.now()
+    clearInterval(watch)
+    run.cleanup()
+    const out = run.output()
+    expect(code, out.slice(-3000)).toBe(0)
+    const drained = logLine(out, "pipeline drained")
+    expect(drained, out.slice(-3000)).toBeDefined()
+    // the drain read every input's lag from the bus (a closed bus gives no lag: "drain could not read the lag")
+    expect(Object.keys(drained!.lagAtStart as object).sort()).toEqual(
+      ["market.raw/signals", "market.raw/store", "signals.approved/orders", "signals.candidate/risk"]
+    )
+    expect(out).not.toMatch(/drain could not read the lag|drain timed out|still held open/)
+    // the drain ends before the bus is released: the tick store flushes its last file on the connected bus
+    expect(out.indexOf("pipeline drained")).toBeLessThan(out.indexOf("tick store stopped"))
+    expect(closingAt).toBeDefined()
+    expect(exitedAt - closingAt!).toBeLessThan(30_000)
+    for (const [topic, group] of [["market.raw", "signals"], ["market.raw", "store"], ["signals.candidate", "risk"], ["signals.approved", "orders"]]) {
+      expect(await groupLag(`${prefix}${topic}`, `${prefix}${group}`), `${topic}/${group}`).toBe(0)
     }
   }, 120_000)
 })
