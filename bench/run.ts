@@ -201,16 +201,22 @@ const storageSection = async () => {
     try {
       child("write-own", own)
       child("write-foreign", foreign)
+      const cpuPerSec = new Map<string, Array<number>>([["own", []], ["foreign", []]])
+      const replayRun = (tree: string, dir: string) => () => {
+        const x = replayProcess(dir, REPLAY_N)
+        cpuPerSec.get(tree)!.push(REPLAY_N / x.cpuSeconds)
+        return x.perSec
+      }
       const r = await interleaved<number>([
-        ["replay own", () => replayProcess(own, REPLAY_N).perSec],
-        ["replay foreign", () => replayProcess(foreign, REPLAY_N).perSec],
+        ["replay own", replayRun("own", own)],
+        ["replay foreign", replayRun("foreign", foreign)],
         ["floor own", () => child<number>("replay-floor", own)],
         ["floor foreign", () => child<number>("replay-floor", foreign)]
       ])
       for (const tree of ["own", "foreign"]) {
         const s = r.get(`replay ${tree}`)!
         const f = r.get(`floor ${tree}`)!
-        parts.push(`| replay, ${tree === "own" ? "the store's own tree" : "a foreign tree"}: \`autotrader replay <dir>\` as a whole process | ${spread(s, k)} | bare DuckDB \`read_parquet … ORDER BY ts, trade_id\` (dedup) reading every row | ${spread(f, k)} | ${ratio(median(s) / median(f))} (target ${k(1_000_000)} ticks/s: ${median(s) >= 1_000_000 ? "met" : "missed"}) |`)
+        parts.push(`| replay, ${tree === "own" ? "the store's own tree" : "a foreign tree"}: \`autotrader replay <dir>\` as a whole process (per CPU-second of the process: ${spread(cpuPerSec.get(tree)!, k)}) | ${spread(s, k)} | bare DuckDB \`read_parquet … ORDER BY ts, trade_id\` (dedup) reading every row | ${spread(f, k)} | ${ratio(median(s) / median(f))} (target ${k(1_000_000)} ticks/s wall: ${median(s) >= 1_000_000 ? "met" : "missed"}) |`)
       }
     } finally {
       rmSync(own, { recursive: true, force: true })
@@ -228,12 +234,30 @@ ${parts.join("\n")}
 }
 
 /**
- * Other areas' scenarios: a module bench/<name>.ts exporting `benchSection(runs): Promise<string>` (a Markdown
- * section measured with its own floor) is run when it exists.
+ * Other areas' scenarios. bench/backtest.ts (issue #14) runs as its own process and prints JSON; any other
+ * bench/<name>.ts exporting `benchSection(runs): Promise<string>` (a Markdown section measured with its own floor)
+ * is run when it exists (bench/ml.ts, bench/backfill.ts).
  */
-const extraScenarios = ["backtest", "ml", "backfill"]
 const extraSection = async () => {
-  for (const name of extraScenarios) {
+  if (existsSync(join(import.meta.dirname, "backtest.ts"))) {
+    try {
+      const out = JSON.parse(execFileSync(process.execPath, [join(import.meta.dirname, "backtest.ts"), "1000000"], { encoding: "utf8", maxBuffer: 16 << 20, timeout: 600_000 })) as {
+        single: { ticksPerSec: number; processCpuSeconds?: number; ticks: number }
+        grid: { comboTicksPerSec: number; combinations: number; processCpuSeconds?: number }
+        report: { reportSeconds: number; bytes: number }
+      }
+      sections.push(`## Backtest (bench/backtest.ts, 1M ticks, one run)
+
+| scenario | figure | floor | ratio |
+|---|---|---|---|
+| grid of ${out.grid.combinations} MA-window combinations in one pass | ${k(out.grid.comboTicksPerSec)} tick-combinations/s | one combination, same tree: ${k(out.single.ticksPerSec)} ticks/s | ${ratio(out.grid.comboTicksPerSec / out.single.ticksPerSec)} |
+| HTML report for the replay | +${out.report.reportSeconds.toFixed(2)} s, ${(out.report.bytes / 1024).toFixed(0)} KB | the replay without it | – |
+`)
+    } catch (e) {
+      sections.push(`## Backtest\n\nbench/backtest.ts failed in this run: ${String(e).slice(0, 300)}\n`)
+    }
+  }
+  for (const name of ["ml", "backfill"]) {
     const file = join(import.meta.dirname, `${name}.ts`)
     if (!existsSync(file)) continue
     const mod = (await import(file)) as { benchSection?: (runs: number) => Promise<string> }

@@ -6,8 +6,8 @@
  */
 import { DOUBLE, DuckDBDataChunk, DuckDBInstance } from "@duckdb/node-api"
 import { Effect } from "effect"
-import { execFileSync } from "node:child_process"
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs"
+import { spawnSync } from "node:child_process"
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import type { Delivery } from "../src/bus/Bus.ts"
@@ -135,12 +135,23 @@ export const writeForeignTree = async (dir: string, n: number): Promise<void> =>
   c.closeSync()
 }
 
-/** `autotrader replay <dir>` as a whole process: wall time from spawn to exit; ticks from its JSON summary line. */
-export const replayProcess = (dir: string, expected: number): Throughput => {
+/**
+ * `autotrader replay <dir>` as a whole process: wall time from spawn to exit, and its CPU seconds (user + system, all
+ * threads, from /usr/bin/time when present): on a loaded machine wall time waits for a core, CPU time does not.
+ */
+export const replayProcess = (dir: string, expected: number): Throughput & { readonly cpuSeconds: number } => {
+  const timeBin = existsSync("/usr/bin/time") ? "/usr/bin/time" : undefined
+  const args = [cli, "replay", dir]
   const started = performance.now()
-  execFileSync(process.execPath, [cli, "replay", dir], { encoding: "utf8", maxBuffer: 64 << 20, env: { ...process.env, LOG_LEVEL: "Warn" } })
+  const r = spawnSync(timeBin ?? process.execPath, timeBin === undefined ? args : ["-f", "cpu %U %S", process.execPath, ...args], {
+    encoding: "utf8",
+    maxBuffer: 64 << 20,
+    env: { ...process.env, LOG_LEVEL: "Warn" }
+  })
   const seconds = (performance.now() - started) / 1000
-  return { perSec: expected / seconds, seconds, peakRssMb: Number.NaN }
+  if (r.status !== 0) throw new Error(`replay exited ${r.status}: ${r.stderr.slice(-500)}`)
+  const cpu = /cpu ([\d.]+) ([\d.]+)\s*$/.exec(r.stderr)
+  return { perSec: expected / seconds, seconds, peakRssMb: Number.NaN, cpuSeconds: cpu === null ? Number.NaN : Number(cpu[1]) + Number(cpu[2]) }
 }
 
 /** Floor: a bare process that reads the tree in (ts, trade_id) order with DuckDB and touches every row's price. */
