@@ -8,6 +8,7 @@ import * as SimExchangeServer from "../sim/SimExchangeServer.ts"
 import { logFormatOf, loggingLayer, parseDuration, symbolsConfig } from "./AppConfig.ts"
 import { prepareArgs } from "./Args.ts"
 import { exitIfHeldOpen } from "../runtime/Fatal.ts"
+import { checkCommand, datasetCommand, trainCommand } from "./MlCommands.ts"
 import { replayCommand } from "./ReplayCommand.ts"
 import { run } from "./Run.ts"
 import { SERVICE_STAGES, service } from "./Service.ts"
@@ -62,7 +63,7 @@ const serviceCmd = Command.make(
 
 const root = Command.make("autotrader").pipe(
   Command.withDescription("Streaming trading engine: ingest → signals → risk → orders"),
-  Command.withSubcommands([runCmd, serviceCmd, simCmd, replayCommand])
+  Command.withSubcommands([runCmd, serviceCmd, simCmd, replayCommand, datasetCommand, trainCommand, checkCommand])
 )
 
 /** Parse errors as one line each, pointing at the command's help, instead of the whole help page. */

@@ -349,8 +349,10 @@ export const compileSql = (features: ReadonlyArray<Feature>): SqlPlan => {
           ? `lag(${arg}, ${e.n}) OVER (${ORDER})`
           : e.op === "lead"
           ? `lead(${arg}, ${e.n}) OVER (${ORDER})`
-          : // NULL until the frame is full, as the TypeScript side (NaN) and the signal worker (nothing before 30)
-            `CASE WHEN count(${arg}) OVER ${frame} = ${e.n} THEN ${
+          : // NULL until the frame holds n defined values, as the TypeScript side (NaN) and the signal worker
+            // (nothing before 30): the argument is defined from trade lookback(a) + 1 on, so the frame is full from
+            // trade lookback(a) + n (a row-number test: cheaper than a second, counting window)
+            `CASE WHEN rn >= ${lookback(e.a) + e.n} THEN ${
               e.op === "mean" ? "avg" : e.op === "sum" ? "sum" : "stddev_pop"
             }(${arg}) OVER ${frame} END`
         const name = `_w${windows.size}`
