@@ -27,6 +27,13 @@ export interface FitOptions {
   readonly tolerance?: number
 }
 
+/**
+ * Standardised values are clipped to ±Z_CLIP (in the ONNX graph too): a feature far outside its training range
+ * (a time-of-day value never seen, a volatility spike) saturates instead of extrapolating a linear term.
+ */
+export const Z_CLIP = 5
+const clip = (z: number): number => (z > Z_CLIP ? Z_CLIP : z < -Z_CLIP ? -Z_CLIP : z)
+
 const sigmoid = (z: number): number => (z >= 0 ? 1 / (1 + Math.exp(-z)) : Math.exp(z) / (1 + Math.exp(z)))
 
 /** Means and standard deviations of the rows in `rows` (scale 1 where a column is constant). */
@@ -91,7 +98,7 @@ export const fitLogistic = (m: Matrix, y: ArrayLike<number>, rows: Int32Array | 
     for (const i of rows) {
       let s = w[f]
       for (let j = 0; j < f; j++) {
-        z[j] = (x[i * f + j] - mean[j]) / scale[j]
+        z[j] = clip((x[i * f + j] - mean[j]) / scale[j])
         s += w[j] * z[j]
       }
       z[f] = 1
@@ -124,7 +131,7 @@ export const fitLogistic = (m: Matrix, y: ArrayLike<number>, rows: Int32Array | 
 /** P(label = 1) of one row, in float64 (the reference the ONNX graph is checked against). */
 export const predictRow = (model: LogisticModel, row: ArrayLike<number>, offset = 0): number => {
   let s = model.intercept
-  for (let j = 0; j < model.weights.length; j++) s += model.weights[j] * ((row[offset + j] - model.mean[j]) / model.scale[j])
+  for (let j = 0; j < model.weights.length; j++) s += model.weights[j] * clip((row[offset + j] - model.mean[j]) / model.scale[j])
   return sigmoid(s)
 }
 

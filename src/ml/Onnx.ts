@@ -4,13 +4,13 @@
  * (float32 `[N, 2]`, column 1 = P(label = 1)). Beside it `model.onnx.json`: features, horizon, training range,
  * metrics and the feature spec hash.
  *
- * Our logistic regression is written as Sub(mean) → Div(scale) → MatMul(W) → Add(b) → Sigmoid → [1 − p, p], so
+ * Our logistic regression is written as Sub(mean) → Div(scale) → Clip(±5) → MatMul(W) → Add(b) → Sigmoid → [1 − p, p], so
  * standardisation lives in the graph and the model takes dataset columns as they are.
  */
 import { Effect, Schema } from "effect"
 import onnxProto from "onnx-proto"
 import { readFile, rename, writeFile } from "node:fs/promises"
-import type { LogisticModel } from "./Logistic.ts"
+import { type LogisticModel, Z_CLIP } from "./Logistic.ts"
 import { fail, MlError } from "./Duck.ts"
 
 const { onnx } = onnxProto
@@ -70,12 +70,15 @@ export const logisticToOnnx = (model: LogisticModel, metadata: Record<string, st
       floatTensor("scale", [f], model.scale),
       floatTensor("weights", [f, 1], model.weights),
       floatTensor("intercept", [1], [model.intercept]),
-      floatTensor("one", [1], [1])
+      floatTensor("one", [1], [1]),
+      floatTensor("z_min", [], [-Z_CLIP]),
+      floatTensor("z_max", [], [Z_CLIP])
     ],
     node: [
       node("Sub", [INPUT_NAME, "mean"], ["centred"]),
       node("Div", ["centred", "scale"], ["standardised"]),
-      node("MatMul", ["standardised", "weights"], ["linear"]),
+      node("Clip", ["standardised", "z_min", "z_max"], ["clipped"]),
+      node("MatMul", ["clipped", "weights"], ["linear"]),
       node("Add", ["linear", "intercept"], ["logit"]),
       node("Sigmoid", ["logit"], ["p1"]),
       node("Sub", ["one", "p1"], ["p0"]),
