@@ -76,7 +76,7 @@ export const defaultOrderManagerOptions = (symbols: ReadonlyArray<string>): Orde
   backgroundLookups: 120
 })
 
-type Status = "submitted" | "uncertain" | "accepted" | "filled" | "rejected" | "failed"
+export type Status = "submitted" | "uncertain" | "accepted" | "filled" | "rejected" | "failed"
 
 interface OrderRecord {
   readonly signalId: string
@@ -145,6 +145,14 @@ export interface OrderManager {
   /** Loads / refreshes exchange filters. */
   readonly refreshRules: Effect.Effect<void, ExchangeError>
   readonly inFlight: Effect.Effect<number>
+  /** What the manager knows of each signal (diagnostics, and the tests that rebuild from duplicated events). */
+  readonly snapshot: Effect.Effect<ReadonlyArray<{
+    readonly signalId: string
+    readonly status: Status
+    readonly attempts: number
+    readonly signedAt: number
+    readonly recvWindowMs: number
+  }>>
 }
 
 // ---- outcomes of one step (typed, so each loop's Schedule retries exactly what it may retry) ----------------------
@@ -682,7 +690,12 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
         if (!paused) halted.clear()
       },
       refreshRules,
-      inFlight: Effect.sync(() => [...records.values()].filter((r) => !FINAL.has(r.status)).length)
+      inFlight: Effect.sync(() => [...records.values()].filter((r) => !FINAL.has(r.status)).length),
+      snapshot: Effect.sync(() =>
+        [...records.values()]
+          .map((r) => ({ signalId: r.signalId, status: r.status, attempts: r.attempts, signedAt: r.signedAt, recvWindowMs: r.recvWindowMs }))
+          .sort((a, b) => (a.signalId < b.signalId ? -1 : a.signalId > b.signalId ? 1 : 0))
+      )
     }
     return manager
   })

@@ -326,3 +326,33 @@ describe("Telegram notifier", () => {
   downCase("500")
   downCase("reset")
 })
+
+describe("Telegram notifier: at-least-once delivery", () => {
+  it.effect("every message delivered twice is told once; a fill redelivered after a restart does not move /status twice", () =>
+    Effect.gen(function*() {
+      const api = yield* makeBotApiStandIn()
+      const events = yield* startNotifier(api.apiRoot, api.token, { chatIds: ["111"], commands: false })
+      const bus = yield* Bus
+      const distinct = [
+        () => bus.publish(SignalsCandidate, "BTCUSDT", cand),
+        () => bus.publish(SignalsApproved, "BTCUSDT", approved),
+        () => bus.publish(OrdersEvents, "BTCUSDT", { _tag: "OrderSubmitted", ...ref("at-1", "BUY", "OPEN") }),
+        () => bus.publish(OrdersEvents, "BTCUSDT", buyFill),
+        () => bus.publish(OrdersEvents, "BTCUSDT", sellFill),
+        () => bus.publish(Alerts, "orders", { source: "orders", level: "error", message: "outcome unknown", ts: 10 }),
+        () => bus.publish(ControlTopic, "control", { command: "pause", by: "order-manager", ts: 11, symbol: "BTCUSDT" })
+      ]
+      for (const publish of distinct) yield* publish()
+      for (const publish of distinct) yield* publish() // the redelivery, after everything
+      // a last, new message: once it is queued every duplicate before it on its topic has been handled
+      yield* bus.publish(OrdersEvents, "BTCUSDT", { _tag: "OrderFailed", ...ref("at-9", "BUY", "OPEN"), code: 0, reason: "halted" })
+      yield* events.waitForCount(distinct.length + 1, (e) => e._tag === "Queued")
+      yield* TestClock.adjust("2 seconds")
+      const [sent] = yield* api.sends.waitForCount(1)
+      const lines = sent.text.split("\n")
+      assert.strictEqual(lines.length, distinct.length + 1, sent.text)
+      assert.strictEqual(lines.filter((l) => l.includes("Filled")).length, 2)
+      assert.strictEqual(lines.filter((l) => l.includes("PnL")).length, 1)
+      assert.strictEqual(events.items.filter((e) => e._tag === "Queued").length, distinct.length + 1)
+    }).pipe(Effect.provide(InMemoryBus.layerTest())))
+})
