@@ -5,6 +5,8 @@ import { join } from "node:path"
 
 export const root = join(import.meta.dirname, "..")
 export const cli = join(root, "bin", "autotrader.js")
+/** BENCH_BEFORE=<checkout of an earlier commit>: its CLI runs beside this one where a scenario offers "before". */
+export const cliBefore = process.env.BENCH_BEFORE === undefined ? undefined : join(process.env.BENCH_BEFORE, "bin", "autotrader.js")
 
 export const sorted = (xs: ReadonlyArray<number>): Array<number> => [...xs].sort((a, b) => a - b)
 /** Nearest-rank percentile of an ascending array (p in 0..100). */
@@ -73,8 +75,8 @@ export const nextMessage = <T extends { type: string }>(child: ChildProcess, typ
 const profDir = process.env.BENCH_PROF_DIR
 /** BENCH_LOG_DIR=dir: their output goes to dir/<args>.log instead of nowhere. */
 const logDir = process.env.BENCH_LOG_DIR
-export const startCli = (args: ReadonlyArray<string>, env: NodeJS.ProcessEnv): ChildProcess =>
-  spawn(process.execPath, [...(profDir === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${profDir}`]), cli, ...args], {
+export const startCli = (args: ReadonlyArray<string>, env: NodeJS.ProcessEnv, entry = cli): ChildProcess =>
+  spawn(process.execPath, [...(profDir === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${profDir}`]), entry, ...args], {
     env: { ...process.env, ...env },
     stdio: ["ignore", logDir === undefined ? "ignore" : openSync(join(logDir, `${args.join("-")}.log`), "a"), "inherit"]
   })

@@ -16,7 +16,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { cpus, loadavg, tmpdir, totalmem } from "node:os"
 import { join } from "node:path"
 import { kafkaBusFigures, kafkajsFloor, platformaticFloor } from "./kafka.ts"
-import { k, median, ms, ratio, root, spread } from "./lib.ts"
+import { cliBefore, k, median, ms, ratio, root, spread } from "./lib.ts"
 import { decodeFloor, decodeStage, makeFrames, makeTicks, signalRiskFloor, signalRiskStage } from "./stages.ts"
 import { replayFloor, replayProcess, storeFloor, storeStage, writeForeignTree, writeOwnTree } from "./storage.ts"
 import { type Client, type LatencyRun, tickToOrderRun } from "./tickToOrder.ts"
@@ -93,16 +93,15 @@ const tickSection = async () => {
   const seconds = (rate: number) => (rate <= 50 ? 12 : 6)
   const rows: Array<string> = []
   for (const rate of rates) {
-    const results = await interleaved<LatencyRun>(
-      (["floor", "embedded"] as const).map((c) => [c, () => tickToOrderRun(c, rate, seconds(rate), 2)] as const)
-    )
+    const clients: Array<Client> = ["floor", "embedded", ...(cliBefore !== undefined && rate === 1_000 ? ["embedded-before" as const] : [])]
+    const results = await interleaved<LatencyRun>(clients.map((c) => [c, () => tickToOrderRun(c, rate, seconds(rate), 2)] as const))
     const floor = results.get("floor")!
     const floorP50 = median(floor.map((r) => r.p50))
     for (const [client, runs] of results) {
       const p50 = median(runs.map((r) => r.p50))
       const p99 = median(runs.map((r) => r.p99))
       rows.push(
-        `| ${rate.toLocaleString("en-US")}/s | ${client === "floor" ? "floor: bare client" : "autotrader run"} | ${spread(runs.map((r) => r.p50), ms)} | ${
+        `| ${rate.toLocaleString("en-US")}/s | ${client === "floor" ? "floor: bare client" : client === "embedded" ? "autotrader run" : "autotrader run, before (BENCH_BEFORE)"} | ${spread(runs.map((r) => r.p50), ms)} | ${
           spread(runs.map((r) => r.p99), ms)
         } | ${spread(runs.map((r) => r.max), ms)} | ${client === "floor" ? "1×" : `**${ratio(p50 / floorP50)}**`} | ${
           client === "floor" ? "–" : ratio(p99 / floorP50)
@@ -133,8 +132,15 @@ const kafkaSection = async () => {
       ratio(median(runs.map((r) => r.perSec)) / median(base.map((r) => r.perSec)))
     } |`
   )
-  const pipeline = await interleaved<LatencyRun>([["kafka", () => tickToOrderRun("kafka" as Client, 1_000, 8, 4)]])
+  const pipeline = await interleaved<LatencyRun>([
+    ["kafka", () => tickToOrderRun("kafka", 1_000, 8, 4)],
+    ...(cliBefore === undefined ? [] : [["kafka-before", () => tickToOrderRun("kafka-before", 1_000, 8, 4)] as const])
+  ])
   const runs = pipeline.get("kafka")!
+  const before = pipeline.get("kafka-before")
+  const beforeLine = before === undefined
+    ? ""
+    : ` **Before** this work (BENCH_BEFORE checkout, same run, interleaved): p50 ${spread(before.map((r) => r.p50), ms)} ms, p99 ${spread(before.map((r) => r.p99), ms)} ms, ${median(before.map((r) => r.orders))} orders, backlog at end ${spread(before.map((r) => r.backlog ?? Number.NaN), (x) => x.toFixed(0))} ticks (this checkout: ${spread(runs.map((r) => r.backlog ?? Number.NaN), (x) => x.toFixed(0))}).`
   const sustained: Array<string> = []
   for (const rate of [2_000, 5_000, 10_000, 20_000, 50_000]) {
     const r = await tickToOrderRun("kafka", rate, 6, 3)
@@ -151,7 +157,7 @@ Floors: a bare producer → consumer round trip in one process per client (idemp
 |---|---|---|---|---|
 ${floorRows.join("\n")}
 
-Tick → order with \`autotrader service ingest|signals|risk|orders\` as four processes over the broker (BUS=kafka, fresh topic prefix per run), 1,000 trades/s, same simulator and measure as §1: p50 ${spread(runs.map((r) => r.p50), ms)} ms, p99 ${spread(runs.map((r) => r.p99), ms)} ms, max ${spread(runs.map((r) => r.max), ms)} ms, ${median(runs.map((r) => r.orders))} orders per run, CPU of the four ${median(runs.map((r) => r.cpuPct)).toFixed(0)} %, RSS ${median(runs.map((r) => r.rssMb)).toFixed(0)} MB. Against the kafkajs round-trip floor p50: ${ratio(median(runs.map((r) => r.p50)) / median(base.map((r) => r.p50)))} (three hops: market.raw, signals.candidate, signals.approved).
+Tick → order with \`autotrader service ingest|signals|risk|orders\` as four processes over the broker (BUS=kafka, fresh topic prefix per run), 1,000 trades/s, same simulator and measure as §1: p50 ${spread(runs.map((r) => r.p50), ms)} ms, p99 ${spread(runs.map((r) => r.p99), ms)} ms, max ${spread(runs.map((r) => r.max), ms)} ms, ${median(runs.map((r) => r.orders))} orders per run, CPU of the four ${median(runs.map((r) => r.cpuPct)).toFixed(0)} %, RSS ${median(runs.map((r) => r.rssMb)).toFixed(0)} MB. Against the kafkajs round-trip floor p50: ${ratio(median(runs.map((r) => r.p50)) / median(base.map((r) => r.p50)))} (three hops: market.raw, signals.candidate, signals.approved).${beforeLine}
 
 Sustained rate: the simulator offers the rate for 6 s after a 3 s warm-up; **backlog** at the end = trades sent − ticks on market.raw + the signals group's lag on market.raw. Sustained while the backlog stays under half a second of trades.
 
@@ -207,9 +213,11 @@ const storageSection = async () => {
         cpuPerSec.get(tree)!.push(REPLAY_N / x.cpuSeconds)
         return x.perSec
       }
+      const before = cliBefore
       const r = await interleaved<number>([
         ["replay own", replayRun("own", own)],
         ["replay foreign", replayRun("foreign", foreign)],
+        ...(before === undefined ? [] : [["replay foreign (before)", () => replayProcess(foreign, REPLAY_N, before).perSec] as const]),
         ["floor own", () => child<number>("replay-floor", own)],
         ["floor foreign", () => child<number>("replay-floor", foreign)]
       ])
@@ -217,6 +225,10 @@ const storageSection = async () => {
         const s = r.get(`replay ${tree}`)!
         const f = r.get(`floor ${tree}`)!
         parts.push(`| replay, ${tree === "own" ? "the store's own tree" : "a foreign tree"}: \`autotrader replay <dir>\` as a whole process (per CPU-second of the process: ${spread(cpuPerSec.get(tree)!, k)}) | ${spread(s, k)} | bare DuckDB \`read_parquet … ORDER BY ts, trade_id\` (dedup) reading every row | ${spread(f, k)} | ${ratio(median(s) / median(f))} (target ${k(1_000_000)} ticks/s wall: ${median(s) >= 1_000_000 ? "met" : "missed"}) |`)
+      }
+      const b = r.get("replay foreign (before)")
+      if (b !== undefined) {
+        parts.push(`| replay, foreign tree, **before** this work (BENCH_BEFORE checkout) | ${spread(b, k)} | this checkout on the same tree | ${spread(r.get("replay foreign")!, k)} | ${ratio(median(r.get("replay foreign")!) / median(b))} after / before |`)
       }
     } finally {
       rmSync(own, { recursive: true, force: true })

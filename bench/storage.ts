@@ -139,9 +139,9 @@ export const writeForeignTree = async (dir: string, n: number): Promise<void> =>
  * `autotrader replay <dir>` as a whole process: wall time from spawn to exit, and its CPU seconds (user + system, all
  * threads, from /usr/bin/time when present): on a loaded machine wall time waits for a core, CPU time does not.
  */
-export const replayProcess = (dir: string, expected: number): Throughput & { readonly cpuSeconds: number } => {
+export const replayProcess = (dir: string, expected: number, entry = cli): Throughput & { readonly cpuSeconds: number } => {
   const timeBin = existsSync("/usr/bin/time") ? "/usr/bin/time" : undefined
-  const args = [cli, "replay", dir]
+  const args = [entry, "replay", dir]
   const started = performance.now()
   const r = spawnSync(timeBin ?? process.execPath, timeBin === undefined ? args : ["-f", "cpu %U %S", process.execPath, ...args], {
     encoding: "utf8",

@@ -5,7 +5,7 @@
  */
 import type { ChildProcess } from "node:child_process"
 import { Kafka, logLevel } from "kafkajs"
-import { forkChild, nextMessage, pct, procStat, sleep, sorted, startCli, stop } from "./lib.ts"
+import { cli, cliBefore, forkChild, nextMessage, pct, procStat, sleep, sorted, startCli, stop } from "./lib.ts"
 
 export interface LatencyRun {
   readonly p50: number
@@ -41,13 +41,13 @@ const kafkaBacklog = async (prefix: string, trades: number): Promise<number> => 
   }
 }
 
-export type Client = "floor" | "embedded" | "kafka"
+export type Client = "floor" | "embedded" | "embedded-before" | "kafka" | "kafka-before"
 
 /** Risk limits that let every crossing through (the latency of every order is the point here, not the strategy). */
 const openLimits = {
   SYMBOLS: "BTCUSDT",
   RISK_MAX_TRADES_PER_MINUTE: "1000000",
-  RISK_MAX_TRADES_PER_HOUR: "100000000",
+  RISK_MAX_TRADES_PER_HOUR: "1000000",
   RISK_MAX_POSITION: "1000",
   HTTP_PORT: "0",
   STORE_ENABLED: "false"
@@ -60,9 +60,12 @@ const startClient = (client: Client, ws: string, rest: string, prefix: string): 
       return [forkChild("bare-client.ts", [ws, rest])]
     case "embedded":
       return [startCli(["run"], { ...exchange, BUS: "memory" })]
+    case "embedded-before":
+      return [startCli(["run"], { ...exchange, BUS: "memory" }, cliBefore)]
     case "kafka":
+    case "kafka-before":
       return ["orders", "risk", "signals", "ingest"].map((stage) =>
-        startCli(["service", stage], { ...exchange, BUS: "kafka", KAFKA_TOPIC_PREFIX: prefix })
+        startCli(["service", stage], { ...exchange, BUS: "kafka", KAFKA_TOPIC_PREFIX: prefix }, client === "kafka" ? cli : cliBefore)
       )
   }
 }
@@ -77,15 +80,20 @@ export const tickToOrderRun = async (client: Client, rate: number, seconds: numb
   try {
     const { ws, rest } = await nextMessage<{ type: "ready"; ws: string; rest: string }>(sim, "ready")
     procs.push(...startClient(client, ws, rest, prefix))
-    await nextMessage(sim, "connected", 90_000)
-    await sleep(client === "kafka" ? 4_000 : 1_000) // consumer groups join; start-up work settles
+    // a client that exits before it connects (bad config, crash) fails the run at once, with its exit code
+    const exited = new Promise<never>((_, reject) => {
+      for (const p of procs) p.once("exit", (code) => reject(new Error(`${client} process exited early (code ${code})`)))
+    })
+    exited.catch(() => undefined)
+    await Promise.race([nextMessage(sim, "connected", 90_000), exited])
+    await sleep(client.startsWith("kafka") ? 4_000 : 1_000) // consumer groups join; start-up work settles
     const result = nextMessage<{ type: "result"; latencies: Array<number>; trades: number; sent: number; orders: number }>(sim, "result", (warmup + seconds + 30) * 1000)
     sim.send({ type: "go" })
     await sleep(warmup * 1000)
     const before = procs.map((p) => procStat(p.pid ?? 0))
     const from = performance.now()
     const r = await result
-    const backlog = client === "kafka" ? await kafkaBacklog(prefix, r.sent) : undefined
+    const backlog = client.startsWith("kafka") ? await kafkaBacklog(prefix, r.sent) : undefined
     const wall = (performance.now() - from) / 1000
     const after = procs.map((p) => procStat(p.pid ?? 0))
     let cpu = 0
