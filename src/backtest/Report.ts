@@ -438,12 +438,15 @@ const CLIENT = String.raw`
         { grid: { show: true, stroke: "#eceff1" }, size: 84, values: function (u, vs) { return vs.map(fmtNum); } }
       ],
       series: [{ label: "time (UTC)" }].concat(series),
-      cursor: { drag: { x: true, y: false } },
-      hooks: { setScale: [function (u, key) { if (key === "x") zoomable(cols, kinds)(u); }] },
+      // double-click shows the whole period again (uPlot's own would fit the zoomed, re-downsampled data)
+      cursor: { drag: { x: true, y: false }, bind: { dblclick: function () { return null; } } },
+      // re-downsample after uPlot has committed the new x range (setData inside the hook would undo it)
+      hooks: { setScale: [function (u, key) { if (key === "x") { clearTimeout(u._zoom); u._zoom = setTimeout(function () { zoomable(cols, kinds)(u); }, 0); } }] },
       plugins: extra || []
     };
     var first = downsample(cols, kinds, cols[0][0], cols[0][cols[0].length - 1], widthOf(el));
     var u = new uPlot(opts, first, el);
+    u.over.addEventListener("dblclick", function () { u.setScale("x", { min: cols[0][0], max: cols[0][cols[0].length - 1] }); });
     charts.push([u, el]);
     return u;
   }
@@ -472,6 +475,7 @@ const CLIENT = String.raw`
       { label: "drawdown %", stroke: "#c5221f", fill: "rgba(197,34,31,0.12)", width: 1, value: function (u, v) { return v == null ? "–" : v.toFixed(3) + " %"; } }
     ], [D.equity.t, dd], [null, "min"], [], 200);
   }
+  window.reportCharts = charts.map(function (c) { return c[0]; }); // for inspection (and the browser test)
   var pending = 0;
   window.addEventListener("resize", function () {
     clearTimeout(pending);

@@ -148,10 +148,30 @@ describe("replay report in a browser", () => {
         for (const w of charts) assert.isAbove(w, 1600 * 0.9)
         const labels = await evaluate(`[...document.querySelectorAll(".u-axis")].length`)
         assert.isAtLeast(labels, 8) // an x and a y axis per chart
-        // a (synthetic) drag on the price chart, the zoom gesture, raises no error
-        await evaluate(`(() => { const o = document.querySelector(".u-over"); const r = o.getBoundingClientRect();
-          const ev = (type, x) => o.dispatchEvent(new MouseEvent(type, { clientX: r.left + x, clientY: r.top + 40, bubbles: true, button: 0 }));
-          ev("mousedown", 200); ev("mousemove", 400); document.dispatchEvent(new MouseEvent("mouseup", { clientX: r.left + 400, clientY: r.top + 40, bubbles: true })); return true })()`)
+        // zoom: a drag on the first price chart narrows its time axis (labels change), redrawn from re-downsampled data
+        const xRange = `(() => { const u = window.reportCharts[0]; return [u.scales.x.min, u.scales.x.max, u.data[0].length] })()`
+        const before = await evaluate(xRange) as [number, number, number]
+        const over = await evaluate(`(() => { const o = document.querySelector(".u-over"); o.scrollIntoView({ block: "center" }); const r = o.getBoundingClientRect(); return [r.left, r.top] })()`) as [number, number]
+        const mouse = (type: string, x: number) =>
+          cdp.send("Input.dispatchMouseEvent", { type, x: over[0] + x, y: over[1] + 60, button: "left", buttons: type === "mouseReleased" ? 0 : 1, clickCount: 1 })
+        await mouse("mouseMoved", 300)
+        await mouse("mousePressed", 300)
+        await mouse("mouseMoved", 400)
+        await mouse("mouseMoved", 500)
+        await mouse("mouseReleased", 500)
+        await new Promise((r) => setTimeout(r, 500)) // the re-downsampling runs right after the zoom
+        const after = await evaluate(xRange) as [number, number, number]
+        assert.isBelow(after[1] - after[0], (before[1] - before[0]) / 2, "the drag zoomed the time axis in")
+        assert.isAbove(after[0], before[0])
+        // re-downsampled for the new range: still at most ~2 points per pixel column, not the whole series
+        assert.isAbove(after[2], 10)
+        assert.isAtMost(after[2], 2 * 1600 + 10)
+        // double-click: the whole period again
+        await cdp.send("Input.dispatchMouseEvent", { type: "mousePressed", x: over[0] + 300, y: over[1] + 60, button: "left", buttons: 1, clickCount: 2 })
+        await cdp.send("Input.dispatchMouseEvent", { type: "mouseReleased", x: over[0] + 300, y: over[1] + 60, button: "left", buttons: 0, clickCount: 2 })
+        await new Promise((r) => setTimeout(r, 500))
+        const reset = await evaluate(xRange) as [number, number, number]
+        assert.deepStrictEqual([reset[0], reset[1]], [before[0], before[1]])
         const layout = await cdp.send("Page.getLayoutMetrics")
         const height = Math.min(6000, Math.ceil(layout.cssContentSize?.height ?? 2400))
         await cdp.send("Emulation.setDeviceMetricsOverride", { width: 1600, height, deviceScaleFactor: 1, mobile: false })
