@@ -163,21 +163,36 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
       logCreator: logCreator(runLog)
     })
     const admin: Admin = kafka.admin()
-    const producer: Producer = kafka.producer({
-      idempotent: true,
-      maxInFlightRequests: 1,
-      createPartitioner: Partitioners.DefaultPartitioner,
-      // kafkajs refuses an idempotent producer without retries. They stay bounded (kafkajs' default for idempotent
-      // producers is forever): the stage gets a BusError and decides; delivery is at-least-once either way.
-      retry: { retries: Math.max(1, options.requestRetries ?? 5) }
-    })
-
     // `ready`: both clients connected (kafkajs events) and the last broker round trip succeeded.
     const status = { admin: false, producer: false, healthy: false }
     admin.on(admin.events.CONNECT, () => (status.admin = true))
     admin.on(admin.events.DISCONNECT, () => (status.admin = false))
-    producer.on(producer.events.CONNECT, () => (status.producer = true))
-    producer.on(producer.events.DISCONNECT, () => (status.producer = false))
+    const makeProducer = (): Producer => {
+      const p = kafka.producer({
+        idempotent: true,
+        maxInFlightRequests: 1,
+        createPartitioner: Partitioners.DefaultPartitioner,
+        // kafkajs refuses an idempotent producer without retries. They stay bounded (kafkajs' default for idempotent
+        // producers is forever): the stage gets a BusError and decides; delivery is at-least-once either way.
+        retry: { retries: Math.max(1, options.requestRetries ?? 5) }
+      })
+      p.on(p.events.CONNECT, () => (status.producer = true))
+      p.on(p.events.DISCONNECT, () => (status.producer = false))
+      return p
+    }
+    let producer: Producer = makeProducer()
+    /**
+     * After a failed send the idempotent producer's sequence numbers can no longer be trusted: across a broker
+     * restart kafkajs kept failing every later send with OUT_OF_ORDER_SEQUENCE_NUMBER, so ingest never published
+     * again. A failed send therefore retires the producer; the next send goes through a new one (new producer id).
+     * Redelivery stays at-least-once, which every consumer handles.
+     */
+    const replaceProducer = async (): Promise<void> => {
+      const old = producer
+      producer = makeProducer()
+      await old.disconnect().catch(() => undefined)
+      await producer.connect().catch(() => undefined)
+    }
 
     const attempt = <A>(operation: string, topic: string, f: () => Promise<A>): Effect.Effect<A, BusError> =>
       Effect.tryPromise({
@@ -334,8 +349,9 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
         () => {
           for (const o of batch) o.resolve()
         },
-        (error: unknown) => {
+        async (error: unknown) => {
           for (const o of batch) o.reject(error)
+          if (!lifecycle.closed) await replaceProducer()
         }
       ).finally(() => {
         sending = false
