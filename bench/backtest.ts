@@ -140,6 +140,8 @@ export interface ReportResult {
   readonly reportSeconds: number
   /** The same in main-thread CPU seconds (recording + rendering + writing run on the main thread). */
   readonly reportCpuSeconds: number
+  /** Rendering the HTML and writing it, after the replay (wall). */
+  readonly renderSeconds: number
   readonly bytes: number
 }
 
@@ -156,6 +158,7 @@ export const reportScenario = async (dir: string): Promise<ReportResult> => {
     baselineSeconds: base.seconds,
     reportSeconds: seconds - base.seconds,
     reportCpuSeconds: c.thread - base.mainThreadCpuSeconds,
+    renderSeconds: out.reportMs / 1000,
     bytes: statSync(path).size
   }
 }

@@ -3,7 +3,7 @@
  * an exit code each), exchange filters chosen, every variant replayed over ONE read, metrics, ranking,
  * walk-forward, the text summary and the HTML report.
  */
-import { Console, Effect } from "effect"
+import { Clock, Console, Effect } from "effect"
 import { writeFile } from "node:fs/promises"
 import type { RiskLimits } from "../risk/RiskGate.ts"
 import type { SignalWindows } from "../signals/SignalWorker.ts"
@@ -58,6 +58,8 @@ export interface BacktestOutcome {
   readonly elapsedMs: number
   readonly text: string
   readonly html: string | undefined
+  /** Time to render and write the report (0 without one). */
+  readonly reportMs: number
 }
 
 /** Flag values that cannot be right, as one line each (exit 2). */
@@ -215,6 +217,7 @@ export const runBacktest = (o: BacktestOptions) =>
     }
 
     let html: string | undefined
+    const renderStart = yield* Clock.currentTimeMillis
     if (o.report !== undefined) {
       const order = ranked.map((x) => x.index)
       html = renderReport({
@@ -246,8 +249,9 @@ export const runBacktest = (o: BacktestOptions) =>
         try: () => writeFile(path, html!),
         catch: (e) => new ReplayInputError({ message: `--report ${path}: cannot write (${String(e)})`, exitCode: 73 })
       })
-      lines.push(`report        ${path}`)
+      lines.push(`report        ${path} (${((yield* Clock.currentTimeMillis) - renderStart).toLocaleString("en-US")} ms to render and write)`)
     }
+    const reportMs = (yield* Clock.currentTimeMillis) - renderStart
     return {
       plan,
       ranked: ranked.map(({ result, metrics }) => ({ result, metrics })),
@@ -258,7 +262,8 @@ export const runBacktest = (o: BacktestOptions) =>
       rowsRead: run.rowsRead,
       elapsedMs: run.elapsedMs,
       text: lines.join("\n"),
-      html
+      html,
+      reportMs
     } satisfies BacktestOutcome
   })
 
