@@ -672,9 +672,16 @@ export const runChaos = async (options: ChaosOptions): Promise<ChaosReport> => {
     const live = services
 
     // first orders before the chaos starts, so the run measures recovery, not start-up
-    const startDeadline = Date.now() + 120_000
+    // a busy 2-core machine needs minutes to start five Node processes: the first bound is on that, the second on trading
+    const upDeadline = Date.now() + 300_000
+    while ([...live.running.values()].some((s) => s.port === undefined)) {
+      if (Date.now() > upDeadline) throw new Error(`the stages did not all listen within 300 s of start; logs in ${runDir}`)
+      live.restartDead((stage) => log(`${stage} exited by itself during start-up; restarted`))
+      await sleep(200)
+    }
+    const startDeadline = Date.now() + 180_000
     while (sim.orders().length < 2) {
-      if (Date.now() > startDeadline) throw new Error(`no order at the exchange within 120 s of start; logs in ${runDir}`)
+      if (Date.now() > startDeadline) throw new Error(`no order at the exchange within 180 s of the stages listening; logs in ${runDir}`)
       live.restartDead((stage) => log(`${stage} exited by itself during start-up; restarted`))
       await sleep(200)
     }

@@ -15,8 +15,11 @@ const flag = (name: string): string | undefined => {
   return process.env[`npm_config_${name.replaceAll("-", "_")}`]
 }
 const number = (name: string, fallback: number, min: number, max: number): number => {
-  const raw = flag(name) ?? (name === "minutes" && /^\d+(\.\d+)?$/.test(args[0] ?? "") ? args[0] : undefined)
-  if (raw === undefined || raw === "" || raw === "true") return fallback
+  // `npm run chaos --minutes 5` reaches us as npm_config_minutes=true and a positional "5"
+  const positional = name === "minutes" && /^\d+(\.\d+)?$/.test(args[0] ?? "") ? args[0] : undefined
+  const given = flag(name)
+  const raw = given === undefined || given === "true" ? positional : given
+  if (raw === undefined || raw === "") return fallback
   const n = Number(raw)
   if (!Number.isFinite(n) || n < min || n > max) {
     console.error(`chaos: --${name} must be a number from ${min} to ${max} (got "${raw}")`)
@@ -50,6 +53,9 @@ const options = {
 // Ctrl-C / SIGTERM: exit through process.exit so the harness's exit hook kills the stages and stops its broker
 for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => process.exit(130))
 
-const report = await runChaos(options)
+const report = await runChaos(options).catch((error: unknown) => {
+  console.error(`chaos: the run could not complete: ${error instanceof Error ? error.message : String(error)}`)
+  return process.exit(1)
+})
 console.log(formatReport(report))
 process.exit(report.violations.length === 0 ? 0 : 1)
