@@ -9,6 +9,7 @@ import { ConfigError } from "../domain/Errors.ts"
 import { riskLimitsConfig } from "../risk/RiskService.ts"
 import { signalWindowsConfig } from "../signals/SignalService.ts"
 import { windowsProblem } from "../signals/SignalWorker.ts"
+import { modelVariant, trainedUntil } from "../ml/ReplayModel.ts"
 import { parseSymbols } from "./AppConfig.ts"
 
 /** "2024-05-01", "2024-05-01T12:00:00Z" (no zone = UTC) or epoch milliseconds. */
@@ -58,6 +59,11 @@ export const replayCommand = Command.make(
     stepSize: optionalFinite("step-size", "LOT_SIZE stepSize for every symbol (overrides a saved exchangeInfo)"),
     minQty: optionalFinite("min-qty", "LOT_SIZE minQty for every symbol"),
     minNotional: optionalFinite("min-notional", "NOTIONAL minNotional for every symbol"),
+    model: Flag.String("model").pipe(
+      Flag.withDescription("Also replay gated by this model.onnx, side by side with the plain run; only ticks after the model's training range count"),
+      Flag.optional
+    ),
+    minProba: Flag.Finite("min-proba").pipe(Flag.withDescription("With --model: the minimum P(up) a candidate needs (default 0.5)"), Flag.withDefault(0.5)),
     strict: Flag.Boolean("strict").pipe(
       Flag.withDescription("A Parquet file that is not a tick file is an error (default: skipped with a warning)"),
       Flag.withDefault(false)
@@ -72,7 +78,12 @@ export const replayCommand = Command.make(
     const wp = windowsProblem(windows)
     if (wp !== undefined) return yield* usage(`--fast/--slow: ${wp}`)
     const symbols = Option.isSome(flags.symbols) ? yield* asUsage(parseSymbols(flags.symbols.value)) : undefined
-    const from = Option.isSome(flags.from) ? yield* asUsage(parseTime("from", flags.from.value)) : undefined
+    const askedFrom = Option.isSome(flags.from) ? yield* asUsage(parseTime("from", flags.from.value)) : undefined
+    if (Option.isSome(flags.model) && !(flags.minProba >= 0 && flags.minProba <= 1)) return yield* usage(`--min-proba ${flags.minProba}: a probability between 0 and 1`)
+    // with a model, only ticks after its training range count (for both runs, so they compare)
+    const trainedTo = Option.isSome(flags.model) ? yield* trainedUntil(flags.model.value) : undefined
+    const from = trainedTo === undefined ? askedFrom : Math.max(askedFrom ?? trainedTo, trainedTo + 1)
+    if (trainedTo !== undefined) yield* Console.error(`model: trained on data up to ${new Date(trainedTo).toISOString()}; replaying from ${new Date(from!).toISOString()}`)
     const to = Option.isSome(flags.to) ? yield* asUsage(parseTime("to", flags.to.value)) : undefined
     let latencyMs = 0
     if (Option.isSome(flags.latency)) {
@@ -85,7 +96,19 @@ export const replayCommand = Command.make(
     if (typeof grid === "string") return yield* usage(grid)
     const anyFilter = [flags.stepSize, flags.minQty, flags.minNotional].some(Option.isSome)
     const tty = process.stderr.isTTY === true
+    const model = Option.isSome(flags.model)
+      ? yield* modelVariant({
+        modelPath: flags.model.value,
+        minProba: flags.minProba,
+        storePath: path,
+        filter: { ...(symbols === undefined ? {} : { symbols }), ...(from === undefined ? {} : { from }), ...(to === undefined ? {} : { to }) },
+        windows,
+        limits
+      })
+      : undefined
+    if (model !== undefined) yield* Console.error(`model: ${model.scored} candidates scored, ${model.unscorable} without features`)
     const outcome = yield* runBacktest({
+      ...(model === undefined ? {} : { extraVariants: [model.variant] }),
       path,
       ...(symbols === undefined ? {} : { symbols }),
       ...(from === undefined ? {} : { from }),
