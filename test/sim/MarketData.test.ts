@@ -81,7 +81,10 @@ describe("market-data faults", () => {
       const frames: Array<{ s: string; t: number }> = []
       ws.on("message", (data) => frames.push(JSON.parse(String(data))))
       for (let i = 0; i < 200; i++) sim.emitTrade(A, 100, 1)
-      await new Promise((resolve) => setTimeout(resolve, 200))
+      sim.setMarketFaults({})
+      sim.emitTrade(A, 100, 1) // trade 201 also releases a held-back one
+      const until = Date.now() + 10_000
+      while (!frames.some((f) => f.t === 201) && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 10))
       ws.close()
       const ids = frames.filter((f) => f.s === A).map((f) => f.t)
       expect(ids.length).toBeGreaterThan(200) // duplicates
