@@ -6,7 +6,7 @@ import { BigDecimal, Effect } from "effect"
 import { createServer } from "node:net"
 import { ConfigError } from "../domain/Errors.ts"
 import { Exchange } from "../exchange/Exchange.ts"
-import { displayRules } from "../observability/PrettyLogger.ts"
+import { displayRules, quoteOf, setSummaryQuote } from "../observability/PrettyLogger.ts"
 import { SIM_MARKETS } from "../sim/Markets.ts"
 import { unknownSymbolsProblem } from "./Settings.ts"
 
@@ -44,6 +44,7 @@ export const checkExchangeSymbols = (symbols: ReadonlyArray<string>) =>
         quoteAsset: r.quoteAsset
       })
     }
+    if (symbols.length > 0) setSummaryQuote(quoteOf(symbols[0]))
   }).pipe(Effect.withSpan("StartupChecks.checkExchangeSymbols"))
 
 /** Whether `port` can be listened on now: undefined, or the one line saying why not (naming HTTP_PORT). */

@@ -323,11 +323,17 @@ export const exchangeFrames = (
   Stream.unwrap(
     Effect.gen(function*() {
       const exchange = yield* Exchange
+      // /ready waits for a receiving socket: not ready until a connection delivers its first frame, again after a drop
+      const health = yield* Effect.serviceOption(Health)
+      const marketData = (ok: boolean, detail: string) =>
+        Option.isSome(health) ? health.value.setCheck("market-data", ok, detail) : Effect.void
+      yield* marketData(false, "connecting")
       let attempt = 0
       const connection = Stream.suspend(() => {
         if (Deferred.isDoneUnsafe(stop)) return Stream.empty
         attempt++
         return exchange.trades(symbols, { close: Deferred.await(stop) }).pipe(
+          Stream.onFirst(() => marketData(true, "receiving")),
           Stream.onStart(
             attempt === 1
               ? Effect.logInfo("market data connecting", { symbols })
@@ -338,7 +344,11 @@ export const exchangeFrames = (
         )
       })
       return connection.pipe(
-        Stream.tapError((e: MarketStreamError) => Effect.logWarning("market data disconnected", { url: e.url, reason: e.reason })),
+        Stream.tapError((e: MarketStreamError) =>
+          Effect.logWarning("market data disconnected", { url: e.url, reason: e.reason }).pipe(
+            Effect.andThen(marketData(false, `disconnected: ${e.reason}`))
+          )
+        ),
         Stream.retry(reconnectSchedule),
         Stream.catchCause((cause) => Stream.die(cause)) // the schedule never ends: unreachable
       )

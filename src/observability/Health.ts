@@ -34,6 +34,11 @@ export interface HealthShape {
   readonly report: Effect.Effect<HealthReport>
   /** A market-data hole that could not be filled: counted and the last few shown (it does not degrade health). */
   readonly recordGap: (gap: MarketGap) => Effect.Effect<void>
+  /**
+   * A dependency /ready waits for (`market-data`: the socket is receiving; `exchange-rest`: the REST API answers).
+   * A check that was never set does not hold readiness back; one that is set must be ok.
+   */
+  readonly setCheck: (name: string, ok: boolean, detail: string) => Effect.Effect<void>
 }
 
 const RECENT_GAPS = 10
@@ -46,6 +51,8 @@ export interface HealthReport {
   readonly bus: "ready" | "unavailable"
   readonly stages: Record<string, StageHealth>
   readonly marketGaps?: { readonly total: number; readonly recent: ReadonlyArray<MarketGap> }
+  /** The dependencies /ready waits for, each ok or not with why. */
+  readonly checks: Record<string, { readonly ok: boolean; readonly detail: string }>
 }
 
 interface StageEntry {
@@ -66,7 +73,9 @@ export class Health extends Context.Service<Health, HealthShape>()("autotrader/o
         const update = (stage: string, f: (e: StageEntry) => StageEntry) =>
           Ref.update(stages, (m) => new Map(m).set(stage, f(m.get(stage) ?? { status: "starting", restarts: 0, inputs: [] })))
         const gaps = yield* Ref.make<{ total: number; recent: ReadonlyArray<MarketGap> }>({ total: 0, recent: [] })
+        const checks = yield* Ref.make<Record<string, { readonly ok: boolean; readonly detail: string }>>({})
         return Health.of({
+          setCheck: (name, ok, detail) => Ref.update(checks, (c) => ({ ...c, [name]: { ok, detail } })),
           recordGap: (gap) => Ref.update(gaps, (g) => ({ total: g.total + 1, recent: [...g.recent, gap].slice(-RECENT_GAPS) })),
           setStage: (stage, status, detail) => update(stage, (e) => ({ ...e, status, detail })),
           setInputs: (stage, inputs) => update(stage, (e) => ({ ...e, inputs })),
@@ -95,9 +104,12 @@ export class Health extends Context.Service<Health, HealthShape>()("autotrader/o
               }
             }
             const marketGaps = yield* Ref.get(gaps)
+            const dependencies = yield* Ref.get(checks)
+            const dependenciesOk = Object.values(dependencies).every((c) => c.ok)
             return {
               status: busReady && !failed ? "ok" : "degraded",
-              ready: busReady && allReady,
+              ready: busReady && allReady && dependenciesOk,
+              checks: dependencies,
               service,
               uptimeSeconds: Math.round((now - started) / 1000),
               bus: busReady ? "ready" : "unavailable",
@@ -127,7 +139,22 @@ export const readyRoute = HttpRouter.add(
   Effect.gen(function*() {
     const report = yield* (yield* Health).report
     return HttpServerResponse.jsonUnsafe(
-      { ready: report.ready, bus: report.bus, stages: report.stages },
+      {
+        ready: report.ready,
+        // what is missing, in words: "bus unavailable", "market-data: disconnected: closed (1006)", …
+        waitingFor: [
+          ...(report.bus === "ready" ? [] : ["bus unavailable"]),
+          ...Object.entries(report.checks).filter(([, c]) => !c.ok).map(([name, c]) => `${name}: ${c.detail}`),
+          ...Object.entries(report.stages).flatMap(([name, s]) =>
+            s.status !== "running"
+              ? [`stage ${name} ${s.status}`]
+              : Object.entries(s.consuming ?? {}).filter(([, on]) => !on).map(([input]) => `stage ${name} not consuming ${input}`)
+          )
+        ],
+        bus: report.bus,
+        checks: report.checks,
+        stages: report.stages
+      },
       { status: report.ready ? 200 : 503 }
     )
   })

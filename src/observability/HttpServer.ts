@@ -8,9 +8,10 @@ import { HttpRouter } from "effect/http"
 import { PrometheusMetrics } from "effect/observability"
 import { createServer } from "node:http"
 import { healthRoute, readyRoute } from "./Health.ts"
+import { statusRoute } from "./OperatorView.ts"
 
 /** Add a route here (a `HttpRouter.add` layer) to serve it on HTTP_PORT. */
-export const routes = Layer.mergeAll(healthRoute, readyRoute, PrometheusMetrics.layerHttp())
+export const routes = Layer.mergeAll(healthRoute, readyRoute, statusRoute, PrometheusMetrics.layerHttp())
 
 /** `routes` on `port` (0: the OS picks; the address is logged). */
 export const httpServer = (port: number, host = "0.0.0.0") =>

@@ -76,9 +76,61 @@ const describe = (message: string, f: Fields): string | undefined => {
     }
     case "order rejected":
       return `${symbol} ${f.side} order rejected: ${f.reason} (${f.code})`
+    case "status": {
+      if (symbol === undefined) return undefined
+      const quote = quoteOf(symbol)
+      const position = num(f.position) ?? 0
+      const held = position > 0 ? `${formatQty(symbol, position)} ${baseOf(symbol)} @ ${price("entry")}` : "flat"
+      return [
+        pad(symbol, 9),
+        `${pad((num(f.ticksPerSecond) ?? 0).toFixed(1), 5)} ticks/s`,
+        `last ${num(f.last) === undefined ? "-" : price("last")}`,
+        `pos ${held}`,
+        `uPnL ${formatAmount(num(f.unrealizedPnl) ?? 0, quote)}`,
+        `rPnL ${formatAmount(num(f.realizedPnl) ?? 0, quote)}`,
+        `orders ${f.orders ?? 0}`,
+        `rejected ${rejectionsText(f.rejections)}`,
+        ...(f.paused === true ? ["PAUSED"] : [])
+      ].join("  ")
+    }
+    case "summary": {
+      const open = Array.isArray(f.open) ? (f.open as Array<Fields>) : []
+      const quote = open.length > 0 ? quoteOf(String(open[0].symbol)) : summaryQuote
+      return [
+        `summary: ${formatSeconds(num(f.durationSeconds) ?? 0)}`,
+        `ticks ${f.ticks}`,
+        `candidates ${f.candidates}`,
+        `approved ${f.approvals}`,
+        `rejected ${rejectionsText(f.rejections)}`,
+        `orders ${f.orders}`,
+        `fills ${f.fills}`,
+        `realized ${formatAmount(num(f.realizedPnl) ?? 0, quote)}`,
+        `fees ${formatAmount(num(f.fees) ?? 0, quote).replace(/^\+/, "")}`,
+        open.length === 0
+          ? "no open position"
+          : `open ${open.map((p) => `${p.symbol} ${formatQty(String(p.symbol), num(p.qty) ?? 0)} @ ${formatPrice(String(p.symbol), num(p.entry) ?? 0)}, last ${num(p.last) === undefined ? "-" : formatPrice(String(p.symbol), num(p.last)!)}, uPnL ${formatAmount(num(p.unrealizedPnl) ?? 0, quoteOf(String(p.symbol)))}`).join("; ")}`
+      ].join(", ")
+    }
     default:
       return undefined
   }
+}
+
+/** The quote asset of the summary when no position is open: the first symbol's (all quote in one asset here). */
+let summaryQuote = "USDT"
+export const setSummaryQuote = (asset: string) => {
+  summaryQuote = asset
+}
+
+const rejectionsText = (v: unknown): string => {
+  const entries = v !== null && typeof v === "object" ? Object.entries(v as Record<string, number>) : []
+  const n = entries.reduce((a, [, k]) => a + k, 0)
+  return n === 0 ? "0" : `${n} (${entries.map(([r, k]) => `${r} ${k}`).join(", ")})`
+}
+
+const formatSeconds = (s: number): string => {
+  const m = Math.floor(s / 60)
+  return m > 0 ? `${m}m${String(Math.round(s - m * 60)).padStart(2, "0")}s` : `${s.toFixed(1)}s`
 }
 
 const HIDDEN = new Set(["stage", "service", "id", "signalId", "clientOrderId", "ma10", "ma30", "delta", "orderId", "timestamp"])

@@ -18,6 +18,8 @@ import { type BusError, ConfigError } from "../domain/Errors.ts"
 import { Exchange } from "../exchange/Exchange.ts"
 import { Health } from "../observability/Health.ts"
 import { httpServer } from "../observability/HttpServer.ts"
+import * as OperatorView from "../observability/OperatorView.ts"
+import { restProbe } from "../observability/Readiness.ts"
 import * as SimExchangeServer from "../sim/SimExchangeServer.ts"
 import { busKindConfig, httpPortConfig, simConfig, symbolsConfig, topicPrefixConfig } from "../cli/AppConfig.ts"
 import { checkExchangeSymbols, checkSimSymbols } from "../cli/StartupChecks.ts"
@@ -147,13 +149,14 @@ export const stageLayer = (stage: LoadedStage) =>
 
 /** The whole process as one layer. */
 export const runtimeLayer = (config: RuntimeConfig, options: { readonly drainTimeout?: Duration.Input } = {}) => {
-  const services = Layer.mergeAll(exchangeLayer(config.exchange), Health.layer(config.service)).pipe(
+  const view = OperatorView.layer({ symbols: config.context.symbols, service: config.service, console: config.context.mode === "run" })
+  const services = Layer.mergeAll(exchangeLayer(config.exchange), Health.layer(config.service), view).pipe(
     Layer.provideMerge(busLayer(config.bus))
   )
   // SYMBOLS against the exchange's exchangeInfo, before the HTTP server and any stage start
   const symbolsChecked = config.exchange.kind === "none"
     ? Layer.empty
-    : Layer.effectDiscard(checkExchangeSymbols(config.context.symbols))
+    : Layer.merge(Layer.effectDiscard(checkExchangeSymbols(config.context.symbols)), restProbe())
   const base = Supervisor.layer(options).pipe(
     Layer.provideMerge(httpServer(config.httpPort)),
     Layer.provideMerge(symbolsChecked),
