@@ -177,7 +177,7 @@ export const renderPretty = (
   const verbose = options.minimum === "Debug" || options.minimum === "Trace" || options.minimum === "All"
   if (!verbose && QUIET_AT_INFO.has(message) && entry.logLevel === "Info") return undefined
   const level = entry.logLevel === "Warn" ? "WARN" : entry.logLevel.toUpperCase()
-  const stage = str(fields.stage) ?? str(fields.service) ?? ""
+  const stage = (str(entry.annotations.stage) ?? str(entry.annotations.service) ?? "").slice(0, STAGE_WIDTH)
   const words = describe(message, fields)
   const rest = words !== undefined
     ? ""
