@@ -7,7 +7,7 @@
  * It reads the bus like any consumer: order events and control from the start (positions and pause are state),
  * ticks, candidates and decisions from now on.
  */
-import { Clock, Config, Context, Duration, Effect, Layer, Stream } from "effect"
+import { Clock, Config, Context, Duration, Effect, Layer, Scope, Stream } from "effect"
 import { HttpRouter, HttpServerResponse } from "effect/http"
 import { Bus, commitBatch, replayThenLive } from "../bus/Bus.ts"
 import type { Approved, Candidate, Control, OrderEvent, Rejected } from "../domain/Messages.ts"
@@ -133,57 +133,70 @@ export const layer = (options: OperatorViewOptions): Layer.Layer<OperatorView, n
         else for (const t of tallies(symbol)) t.rejections[d.reason] = (t.rejections[d.reason] ?? 0) + 1
       }
 
-      const group = `${STATUS_GROUP}-${options.service}`
-      const orders = yield* replayThenLive(OrdersEvents, `${group}-orders`).pipe(Effect.orDie)
-      for (const e of orders.history) onOrder(e, false)
-      const control = yield* replayThenLive(ControlTopic, `${group}-control`).pipe(Effect.orDie)
-      for (const c of control.history) applyControl(view, c)
-      const forever = <A, E>(stream: Stream.Stream<A, E>, f: (a: A) => void) =>
-        stream.pipe(Stream.runForEach((a) => Effect.sync(() => f(a))), Effect.ignore, Effect.forkScoped)
-      yield* forever(orders.live, (e) => onOrder(e, true))
-      yield* forever(control.live, (c: Control) => applyControl(view, c))
-      yield* bus.subscribe(MarketRaw, { group, start: "latest" }).pipe(
-        Stream.runForEachArray((deliveries) =>
-          Effect.suspend(() => {
-            for (const d of deliveries) {
-              lastPrice.set(d.value.symbol, d.value.price)
-              count(d.value.symbol, "ticks")
-            }
-            return commitBatch(deliveries)
-          })
-        ),
-        Effect.ignore,
-        Effect.forkScoped
-      )
-      yield* bus.subscribe(SignalsCandidate, { group, start: "latest" }).pipe(
-        Stream.runForEachArray((deliveries) =>
-          Effect.suspend(() => {
-            for (const d of deliveries) {
-              recordCandidate(view, d.value as Candidate)
-              count(d.value.symbol, "candidates")
-            }
-            return commitBatch(deliveries)
-          })
-        ),
-        Effect.ignore,
-        Effect.forkScoped
-      )
-      for (const topic of [SignalsApproved, SignalsRejected] as const) {
-        yield* bus.subscribe<Approved | Rejected>(topic as typeof SignalsApproved, { group, start: "latest" }).pipe(
+      const scope = yield* Scope.Scope
+      const subscribe = Effect.gen(function*() {
+        const group = `${STATUS_GROUP}-${options.service}`
+        const orders = yield* replayThenLive(OrdersEvents, `${group}-orders`).pipe(Effect.orDie)
+        for (const e of orders.history) onOrder(e, false)
+        const control = yield* replayThenLive(ControlTopic, `${group}-control`).pipe(Effect.orDie)
+        for (const c of control.history) applyControl(view, c)
+        const forever = <A, E>(stream: Stream.Stream<A, E>, f: (a: A) => void) =>
+          stream.pipe(Stream.runForEach((a) => Effect.sync(() => f(a))), Effect.ignore, Effect.forkScoped)
+        yield* forever(orders.live, (e) => onOrder(e, true))
+        yield* forever(control.live, (c: Control) => applyControl(view, c))
+        // one consumer group per topic (a Kafka group shares one subscription among its members)
+        const groupFor = (topic: { readonly name: string }) => `${group}-${topic.name}`
+        // every tick only where the console shows ticks/s (`run`); a lone service marks to the last candidate's price
+        if (options.console) {
+          yield* bus.subscribe(MarketRaw, { group: groupFor(MarketRaw), start: "latest" }).pipe(
+            Stream.runForEachArray((deliveries) =>
+              Effect.suspend(() => {
+                for (const d of deliveries) {
+                  lastPrice.set(d.value.symbol, d.value.price)
+                  count(d.value.symbol, "ticks")
+                }
+                return commitBatch(deliveries)
+              })
+            ),
+            Effect.ignore,
+            Effect.forkScoped
+          )
+        }
+        yield* bus.subscribe(SignalsCandidate, { group: groupFor(SignalsCandidate), start: "latest" }).pipe(
           Stream.runForEachArray((deliveries) =>
             Effect.suspend(() => {
-              for (const d of deliveries) onDecision(d.value)
+              for (const d of deliveries) {
+                recordCandidate(view, d.value as Candidate)
+                count(d.value.symbol, "candidates")
+                if (!options.console) lastPrice.set(d.value.symbol, d.value.price)
+              }
               return commitBatch(deliveries)
             })
           ),
           Effect.ignore,
           Effect.forkScoped
         )
-      }
+        for (const topic of [SignalsApproved, SignalsRejected] as const) {
+          yield* bus.subscribe<Approved | Rejected>(topic as typeof SignalsApproved, { group: groupFor(topic), start: "latest" }).pipe(
+            Stream.runForEachArray((deliveries) =>
+              Effect.suspend(() => {
+                for (const d of deliveries) onDecision(d.value)
+                return commitBatch(deliveries)
+              })
+            ),
+            Effect.ignore,
+            Effect.forkScoped
+          )
+        }
+      }).pipe(Effect.provideService(Scope.Scope, scope), Effect.provideService(Bus, bus))
+      // `run` shows the console from the start; a lone service reads the bus for /status only once asked
+      // (six services each adding consumers would slow every start-up and rebalance for a page nobody opened)
+      const subscribed: Effect.Effect<void> = options.console ? yield* subscribe.pipe(Effect.as(Effect.void)) : yield* Effect.cached(subscribe)
 
       const positions = () => options.symbols.map((s) => markToMarket(positionOf(view.positions, s), lastPrice.get(s)))
 
       const status = Effect.gen(function*() {
+        yield* subscribed
         const now = yield* Clock.currentTimeMillis
         return {
           uptimeSeconds: Math.round((now - started) / 1000),
