@@ -357,7 +357,8 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
               case "resync": {
                 const n = yield* Ref.updateAndGet(resyncs, (k) => k + 1)
                 if (n > options.maxResyncs) {
-                  yield* emit({ _tag: "OrderRejected", ...eventBase(r, at), code: error.code, reason: `${error.msg} (after ${n - 1} clock resyncs)` })
+                  // a bound: −1021 means "not executed", so the order certainly does not exist
+                  yield* giveUpFailed(r, error.code, `${error.msg} (still after ${n - 1} clock resyncs); not placed`)
                   return { _tag: "Done" } as const
                 }
                 yield* resync

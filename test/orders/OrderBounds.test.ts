@@ -219,6 +219,25 @@ describe("order path: every loop is bounded; a stuck symbol never holds another"
         yield* assertOtherSymbolTradesAndBtcPaused(h, sim)
       })))
 
+  it.effect("−1021 on every placement: resynced maxResyncs times, then OrderFailed + alert + pause", () =>
+    withSim((sim) =>
+      Effect.gen(function*() {
+        yield* TestClock.setTime(Date.now())
+        yield* syncSimClock(sim)
+        injectMany(sim, { kind: "error", code: -1021, msg: "Timestamp for this request is outside of the recvWindow." }, 1000)
+        const h = yield* harness(options())
+        const stuck = approval(BTC, 1)
+        yield* h.approve(stuck)
+        yield* driveUntil(sim, () => h.of("OrderFailed", stuck.id).length === 1, "BTC failed", 60_000)
+        const failed = h.last(stuck.id) as Extract<OrderEvent, { _tag: "OrderFailed" }>
+        assert.strictEqual(failed._tag, "OrderFailed")
+        assert.strictEqual(failed.code, -1021)
+        assert.strictEqual(posts(sim), options().maxResyncs + 1)
+        assert.strictEqual(sim.requests().filter((r) => r.path === "/api/v3/time").length, options().maxResyncs)
+        sim.clearFaults()
+        yield* assertOtherSymbolTradesAndBtcPaused(h, sim)
+      })))
+
   it.effect("connection refused before sending: OrderFailed with reachedExchange false after the bounded retries", () =>
     Effect.gen(function*() {
       // a simulator that is already closed: every request is refused before it is sent
