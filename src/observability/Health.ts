@@ -6,11 +6,12 @@
  * - `ready`: additionally false while a stage is starting, or one of its input subscriptions is not consuming
  *   (e.g. its Kafka consumer has not joined its group yet after a broker restart).
  */
-import { Clock, Context, Effect, Layer, Ref } from "effect"
+import { Clock, Context, Effect, Layer, Metric, Ref, Schedule } from "effect"
 import { HttpRouter, HttpServerResponse } from "effect/http"
 import { Bus } from "../bus/Bus.ts"
 import type { MarketGap } from "../domain/Messages.ts"
 import type { Topic } from "../domain/Topics.ts"
+import { consumerLagMessages } from "./Metrics.ts"
 
 export type StageStatus = "starting" | "running" | "stopped" | "failed"
 
@@ -74,6 +75,16 @@ export class Health extends Context.Service<Health, HealthShape>()("autotrader/o
           Ref.update(stages, (m) => new Map(m).set(stage, f(m.get(stage) ?? { status: "starting", restarts: 0, inputs: [] })))
         const gaps = yield* Ref.make<{ total: number; recent: ReadonlyArray<MarketGap> }>({ total: 0, recent: [] })
         const checks = yield* Ref.make<Record<string, { readonly ok: boolean; readonly detail: string }>>({})
+        // consumer lag of every stage input (per group and topic) on /metrics, sampled every 5 s
+        const sampleLag = Effect.gen(function*() {
+          for (const entry of (yield* Ref.get(stages)).values()) {
+            for (const [topic, group] of entry.inputs) {
+              const lag = yield* bus.lag(topic, group).pipe(Effect.option)
+              if (lag._tag === "Some") yield* Metric.update(consumerLagMessages.pipe(Metric.withAttributes({ group, topic: topic.name })), lag.value)
+            }
+          }
+        })
+        yield* sampleLag.pipe(Effect.repeat(Schedule.spaced("5 seconds")), Effect.forkScoped)
         return Health.of({
           setCheck: (name, ok, detail) => Ref.update(checks, (c) => ({ ...c, [name]: { ok, detail } })),
           recordGap: (gap) => Ref.update(gaps, (g) => ({ total: g.total + 1, recent: [...g.recent, gap].slice(-RECENT_GAPS) })),

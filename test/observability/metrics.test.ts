@@ -75,6 +75,14 @@ describe("GET /metrics during a run", () => {
         // base units: a tick → order on loopback takes well under 10 s, so a value in ms would show up here
         expect(total(after, name, `${name}_sum`) / total(after, name, `${name}_count`), name).toBeLessThan(10)
       }
+      // consumer lag per group and topic (sampled every 5 s)
+      let lag = after.get("bus_consumer_lag_messages")
+      for (let i = 0; i < 100 && lag === undefined; i++) {
+        await new Promise((r) => setTimeout(r, 200))
+        lag = parseExposition(await (await fetch(`${base}/metrics`)).text()).get("bus_consumer_lag_messages")
+      }
+      expect(lag?.type).toBe("gauge")
+      expect(lag!.samples.map((s) => `${s.labels.group}/${s.labels.topic}`)).toEqual(expect.arrayContaining(["signals/market.raw", "risk/signals.candidate", "orders/signals.approved"]))
       const filled = after.get("orders_filled_total")!.samples[0]
       expect(filled.labels).toMatchObject({ symbol: "BTCUSDT" })
       expect(["BUY", "SELL"]).toContain(filled.labels.side)
