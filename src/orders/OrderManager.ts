@@ -66,7 +66,7 @@ export const defaultOrderManagerOptions = (symbols: ReadonlyArray<string>): Orde
   symbols,
   recvWindowMs: 5000,
   maxAttempts: 6,
-  maxLookups: 20,
+  maxLookups: 10, // ≈ 65 s of lookups at 0.5 s doubling capped at 10 s
   lookupBackoff: Duration.millis(500),
   maxBackoff: Duration.seconds(10),
   maxResends: 2,
