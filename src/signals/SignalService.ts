@@ -37,7 +37,16 @@ export const signalModelConfig = Effect.gen(function*() {
   if (!(minProba >= 0 && minProba <= 1)) {
     return yield* new ConfigError({ message: `SIGNAL_MIN_PROBA must be a probability between 0 and 1 (got ${minProba})` })
   }
-  return Option.map(Option.filter(path, (p) => p.trim().length > 0), (p): SignalModelOptions => ({ path: p.trim(), minProba }))
+  const model = Option.map(Option.filter(path, (p) => p.trim().length > 0), (p): SignalModelOptions => ({ path: p.trim(), minProba }))
+  // load and check the model once here (read at start-up): a missing file, unknown features or a stale spec hash
+  // stop the process with one line instead of failing the stage over and over
+  if (Option.isSome(model)) {
+    const { loadScorer } = yield* Effect.promise(() => import("../ml/Scorer.ts"))
+    yield* Effect.scoped(loadScorer(model.value.path)).pipe(
+      Effect.mapError((e) => new ConfigError({ message: `SIGNAL_MODEL: ${e.message}` }))
+    )
+  }
+  return model
 })
 
 export const modelScoreSeconds = Metric.histogram("signals_model_score_seconds", {

@@ -1,12 +1,14 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { ConfigProvider, Effect, Option } from "effect"
 import { join } from "node:path"
 import { buildDataset } from "../../src/ml/Dataset.ts"
 import { duck, numericColumns } from "../../src/ml/Duck.ts"
 import { compile, DEFAULT_TRAINING_FEATURES, featureByName, lookback } from "../../src/ml/FeatureSpec.ts"
 import { makeModelGate } from "../../src/ml/ModelGate.ts"
 import type { Scorer } from "../../src/ml/Scorer.ts"
+import { signalModelConfig } from "../../src/signals/SignalService.ts"
 import { initialSignalState, stepSignal } from "../../src/signals/SignalWorker.ts"
+import { constantModel } from "./support-models.ts"
 import { randomWalk, tempDir, writeStore } from "./support.ts"
 
 /** A scorer that records the rows it is given and answers P = 0.9 for LONG-looking rows by a fixed rule. */
@@ -78,5 +80,22 @@ describe("model gate", () => {
         assert.isDefined(v.candidate.probability)
       })
       assert.isAbove(compared, 10)
+    }))
+})
+
+describe("SIGNAL_MODEL at start-up", () => {
+  it.effect("a model that does not load is one ConfigError line naming SIGNAL_MODEL; a good one loads", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir("ml-cfg-")
+      const good = yield* constantModel(dir, "ok.onnx", 1)
+      const withEnv = (env: Record<string, string>) => Effect.provide(signalModelConfig, ConfigProvider.layer(ConfigProvider.fromUnknown(env)))
+      const ok = yield* withEnv({ SIGNAL_MODEL: good, SIGNAL_MIN_PROBA: "0.6" })
+      assert.deepStrictEqual(ok, Option.some({ path: good, minProba: 0.6 }))
+      assert.deepStrictEqual(yield* withEnv({}), Option.none())
+      const missing = yield* withEnv({ SIGNAL_MODEL: join(dir, "missing.onnx") }).pipe(Effect.flip)
+      assert.strictEqual(missing._tag, "ConfigError")
+      assert.match(missing.message, /^SIGNAL_MODEL: .*missing\.onnx\.json is missing/)
+      const badProba = yield* withEnv({ SIGNAL_MODEL: good, SIGNAL_MIN_PROBA: "1.5" }).pipe(Effect.flip)
+      assert.match(badProba.message, /SIGNAL_MIN_PROBA must be a probability/)
     }))
 })
