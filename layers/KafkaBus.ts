@@ -453,12 +453,12 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
               retries: options.requestRetries ?? 5,
               initialRetryTime: 100,
               maxRetryTime: 2_000,
-              // Never restart behind our back: kafkajs' own restart runs on a timer that a later disconnect does not
-              // always stop, and a consumer revived that way joins the group beside the one the restarted stage
-              // creates (a broker outage left 2–6 members per process, one holding a partition nobody read). A crash
-              // fails the subscription instead; the stage's supervisor restarts it with one new consumer, after this
-              // one is disconnected.
-              restartOnFailure: async () => false
+              // kafkajs may restart this consumer in place (e.g. a join that outlived its retries during a
+              // rebalance) only while the subscription is ours. Once it has ended (the stage failed and is being
+              // restarted with a new consumer) it must never come back: a consumer revived by kafkajs' restart timer
+              // after our disconnect joined the group beside the new one (a broker outage left 2–6 members per
+              // process, one holding a partition nobody read). See also the GROUP_JOIN guard below.
+              restartOnFailure: async () => state.live && !lifecycle.closed
             }
           })
           consumers.add(consumer)
@@ -470,7 +470,11 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
             set.add(member)
             yield* Effect.addFinalizer(() => Effect.sync(() => set.delete(member)))
           }
-          consumer.on(consumer.events.GROUP_JOIN, () => (member.joined = true))
+          consumer.on(consumer.events.GROUP_JOIN, () => {
+            // a consumer that joins after its subscription ended is a zombie: it leaves at once
+            if (!state.live || lifecycle.closed) void consumer.disconnect().catch(() => undefined)
+            else member.joined = true
+          })
           consumer.on(consumer.events.REBALANCING, () => (member.joined = false))
           consumer.on(consumer.events.STOP, () => (member.joined = false))
           consumer.on(consumer.events.CRASH, (event) => {
