@@ -124,3 +124,33 @@ export const readSidecar = (modelPath: string) =>
       Effect.mapError((e) => new MlError({ operation: "load model", message: `${path}: ${e.message.split("\n")[0]} (expected {"features": [...], "horizon": ms, "trainedOn": {"from", "to"}, "specHash"})` }))
     )
   })
+
+/**
+ * The logistic model back out of an ONNX file, when the file is exactly the graph `logisticToOnnx` writes (same
+ * nodes, float initializers, clip at ±Z_CLIP); anything else (a model trained elsewhere, another graph) is undefined
+ * and is scored by onnxruntime. Lets the live signal path score our own models synchronously, in microseconds.
+ */
+export const logisticFromOnnx = (bytes: Uint8Array): LogisticModel | undefined => {
+  let model: onnxProto.onnx.ModelProto
+  try {
+    model = onnx.ModelProto.decode(bytes)
+  } catch {
+    return undefined
+  }
+  const graph = model.graph
+  if (graph === null || graph === undefined || graph.name !== "autotrader_logistic") return undefined
+  const expected = logisticToOnnx({ mean: new Float64Array(1), scale: new Float64Array(1), weights: new Float64Array(1), intercept: 0 })
+  const reference = onnx.ModelProto.decode(expected).graph!
+  const shape = (nodes: ReadonlyArray<onnxProto.onnx.INodeProto>) =>
+    JSON.stringify(nodes.map((n) => [n.opType, n.input, n.output, (n.attribute ?? []).map((a) => [a.name, Number(a.i)])]))
+  if (shape(graph.node ?? []) !== shape(reference.node ?? [])) return undefined
+  const tensor = (name: string): ReadonlyArray<number> | undefined => {
+    const t = (graph.initializer ?? []).find((i) => i.name === name)
+    return t === undefined || t.dataType !== onnx.TensorProto.DataType.FLOAT || (t.floatData ?? []).length === 0 ? undefined : t.floatData!
+  }
+  const [mean, scale, weights, intercept, zMin, zMax] = ["mean", "scale", "weights", "intercept", "z_min", "z_max"].map(tensor)
+  if (mean === undefined || scale === undefined || weights === undefined || intercept === undefined || zMin === undefined || zMax === undefined) return undefined
+  const f = weights.length
+  if (mean.length !== f || scale.length !== f || intercept.length !== 1 || zMin[0] !== -Z_CLIP || zMax[0] !== Z_CLIP) return undefined
+  return { mean: Float64Array.from(mean), scale: Float64Array.from(scale), weights: Float64Array.from(weights), intercept: intercept[0] }
+}

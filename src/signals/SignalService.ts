@@ -81,6 +81,7 @@ export const runSignalsWith = (model: Option.Option<SignalModelOptions>) =>
         features: gate.scorer.features.join(","),
         horizonMs: gate.scorer.sidecar.horizon,
         minProba: gate.minProba,
+        engine: gate.scorer.engine,
         trainedTo: new Date(gate.scorer.sidecar.trainedOn.to).toISOString()
       })
     }

@@ -18,6 +18,7 @@ const recordingScorer = (features: ReadonlyArray<string>) => {
   const evaluators = defs.map((d) => compile(d.expr))
   const scorer: Scorer = {
     path: "memory",
+    engine: "onnxruntime",
     sidecar: { features: [...features], horizon: 5000, trainedOn: { from: 0, to: 0 }, specHash: "x" },
     features,
     historyNeeded: Math.max(...defs.map((d) => lookback(d.expr))) + 1,

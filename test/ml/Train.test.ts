@@ -1,13 +1,14 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit } from "effect"
-import { mkdtemp, rm, writeFile } from "node:fs/promises"
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises"
+import onnxProto from "onnx-proto"
 import { tmpdir } from "node:os"
 import { afterAll, beforeAll } from "vitest"
 import { join } from "node:path"
 import { buildDataset } from "../../src/ml/Dataset.ts"
 import { predictRow } from "../../src/ml/Logistic.ts"
-import { readSidecar } from "../../src/ml/Onnx.ts"
-import { loadScorer } from "../../src/ml/Scorer.ts"
+import { logisticFromOnnx, readSidecar, writeModel } from "../../src/ml/Onnx.ts"
+import { loadScorer, NATIVE_TOLERANCE } from "../../src/ml/Scorer.ts"
 import { loadDataset, train } from "../../src/ml/Train.ts"
 import { patternSeries, writeStore } from "./support.ts"
 
@@ -81,6 +82,38 @@ describe("training", () => {
       for (let i = 0; i < n; i++) worst = Math.max(worst, Math.abs(p[i] - predictRow(report.model, data.matrix.x, i * f)))
       assert.isBelow(worst, 1e-5)
       assert.isAbove(Math.max(...p) - Math.min(...p), 0.2, "the rows are scored differently (not a constant)")
+    }).pipe(Effect.scoped))
+
+  it.effect("our own logistic graph is scored natively (equal to onnxruntime on the dataset's rows); any other graph goes through onnxruntime", () =>
+    Effect.gen(function*() {
+      const { dir, dataset, out } = planted
+      const sidecar = yield* readSidecar(out)
+      const data = yield* loadDataset(dataset, sidecar.features)
+      const f = data.matrix.f
+      const n = 500
+      const rows = new Float32Array(n * f)
+      for (let i = 0; i < n * f; i++) rows[i] = data.matrix.x[i]
+      const scorer = yield* loadScorer(out)
+      assert.strictEqual(scorer.engine, "native")
+      const native = yield* Effect.promise(() => scorer.score(rows, n))
+      // the same model bytes under another graph name are not recognised: scored by onnxruntime
+      const bytes = yield* Effect.promise(() => readFile(out))
+      const model = logisticFromOnnx(bytes)
+      assert.isDefined(model)
+      const renamed = onnxProto.onnx.ModelProto.decode(bytes)
+      renamed.graph!.name = "someone_elses_logistic"
+      const other = join(dir, "other.onnx")
+      yield* writeModel(other, onnxProto.onnx.ModelProto.encode(renamed).finish(), sidecar)
+      const viaOrt = yield* loadScorer(other)
+      assert.strictEqual(viaOrt.engine, "onnxruntime")
+      const reference = yield* Effect.promise(() => viaOrt.score(rows, n))
+      let worst = 0
+      for (let i = 0; i < n; i++) worst = Math.max(worst, Math.abs(native[i] - reference[i]))
+      assert.isBelow(worst, NATIVE_TOLERANCE)
+      // a graph whose clip bound differs is not ours either
+      const z = onnxProto.onnx.ModelProto.decode(bytes)
+      z.graph!.initializer!.find((t) => t.name === "z_max")!.floatData = [4]
+      assert.isUndefined(logisticFromOnnx(onnxProto.onnx.ModelProto.encode(z).finish()))
     }).pipe(Effect.scoped))
 
   it.effect("loading refuses a model whose sidecar names an unknown feature or another spec hash, with one clear line", () =>
