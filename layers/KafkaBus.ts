@@ -72,6 +72,9 @@ export const config: Config.Config<KafkaBusOptions> = Config.all({
 const consumerDisconnectTimeout = Duration.seconds(10)
 
 const messageOf = (error: unknown): string => (error instanceof Error ? error.message : String(error))
+/** kafkajs marks errors a client may retry (leadership moving, a broker starting) with `retriable: true`. */
+const isRetriable = (error: unknown): boolean =>
+  typeof error === "object" && error !== null && (error as { readonly retriable?: unknown }).retriable === true
 
 const kafkaLogLevels = { ERROR: logLevel.ERROR, WARN: logLevel.WARN, INFO: logLevel.INFO, DEBUG: logLevel.DEBUG }
 
@@ -199,6 +202,19 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
         try: f,
         catch: (error) => new BusError({ operation, topic, message: messageOf(error) })
       }).pipe(
+        Effect.tap(() => Effect.sync(() => (status.healthy = true))),
+        Effect.tapError(() => Effect.sync(() => (status.healthy = false)))
+      )
+
+    /**
+     * A read the broker may briefly refuse with an error kafkajs marks retriable (NOT_LEADER_FOR_PARTITION or
+     * LEADER_NOT_AVAILABLE right after a topic is created or a broker starts): retried on `topicBackoff` (8 times,
+     * about 5 s) before it becomes a BusError. Seen on a fresh broker: the first offsets read after createTopics.
+     */
+    const read = <A>(operation: string, topic: string, f: () => Promise<A>): Effect.Effect<A, BusError> =>
+      Effect.tryPromise({ try: f, catch: (error) => error }).pipe(
+        Effect.retry({ schedule: topicBackoff, while: isRetriable }),
+        Effect.mapError((error) => new BusError({ operation, topic, message: messageOf(error) })),
         Effect.tap(() => Effect.sync(() => (status.healthy = true))),
         Effect.tapError(() => Effect.sync(() => (status.healthy = false)))
       )
@@ -392,7 +408,7 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
 
     const endOffsets = (topic: Topic<any>): Effect.Effect<EndOffsets, BusError> =>
       ensureTopic(topic.name).pipe(
-        Effect.andThen(attempt("endOffsets", topic.name, () => admin.fetchTopicOffsets(topic.name))),
+        Effect.andThen(read("endOffsets", topic.name, () => admin.fetchTopicOffsets(topic.name))),
         Effect.map((offsets): EndOffsets => new Map(offsets.map((o) => [o.partition, Number(o.high)]))),
         Effect.withSpan("KafkaBus.endOffsets", { attributes: { topic: topic.name } })
       )
@@ -401,8 +417,8 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
     const lag = (topic: Topic<any>, group: string): Effect.Effect<number, BusError> =>
       Effect.gen(function*() {
         yield* ensureTopic(topic.name)
-        const ends = yield* attempt("lag", topic.name, () => admin.fetchTopicOffsets(topic.name))
-        const [committed] = yield* attempt("lag", topic.name, () => admin.fetchOffsets({ groupId: group, topics: [topic.name] }))
+        const ends = yield* read("lag", topic.name, () => admin.fetchTopicOffsets(topic.name))
+        const [committed] = yield* read("lag", topic.name, () => admin.fetchOffsets({ groupId: group, topics: [topic.name] }))
         const byPartition = new Map((committed?.partitions ?? []).map((p) => [p.partition, Number(p.offset)]))
         let total = 0
         for (const { partition, high, low } of ends) {
