@@ -108,6 +108,8 @@ describe("market data completeness", () => {
         const burster = yield* Effect.forkChild(burst)
         yield* realWait(150)
         yield* Fiber.interrupt(ingest)
+        // the burst goes on a little past the close handshake, so trades are emitted after the exchange saw the close
+        yield* realWait(30)
         bursting = false
         yield* Fiber.join(burster)
         const sent = sim.recordSentTrades(false).map((t) => t.tradeId)
