@@ -1,7 +1,5 @@
-import { Effect } from "effect"
 import type { Tick } from "../../src/domain/Messages.ts"
-import * as TickStore from "../../src/storage/TickStore.ts"
-import { columnsOf } from "../storage/support.ts"
+import { writeTicks } from "../storage/support.ts"
 
 export { tempDir } from "../storage/support.ts"
 
@@ -28,18 +26,4 @@ export const walkTicks = (n: number, t0: number, options: { readonly seed?: numb
 }
 
 /** Writes ticks as the store does: one file per symbol and UTC hour. */
-export const storeTicks = (dir: string, ticks: ReadonlyArray<Tick>) =>
-  Effect.scoped(
-    Effect.gen(function*() {
-      const store = yield* TickStore.make({ dataDir: dir })
-      const groups = new Map<string, { key: TickStore.PartitionKey; ticks: Array<Tick> }>()
-      for (const t of ticks) {
-        const key = TickStore.partitionOf(t.symbol, t.ts)
-        const id = `${key.symbol}/${key.date}/${key.hour}`
-        let g = groups.get(id)
-        if (g === undefined) groups.set(id, (g = { key, ticks: [] }))
-        g.ticks.push(t)
-      }
-      for (const g of groups.values()) yield* store.write(g.key, columnsOf(g.key.symbol, g.ticks))
-    })
-  )
+export const storeTicks = (dir: string, ticks: ReadonlyArray<Tick>) => writeTicks(dir, ticks)

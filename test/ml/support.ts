@@ -1,29 +1,12 @@
 /** ML test helpers: ticks written through the real tick store, small seeded series. */
 import { Effect } from "effect"
 import type { Tick } from "../../src/domain/Messages.ts"
-import * as TickStore from "../../src/storage/TickStore.ts"
-import { columnsOf } from "../storage/support.ts"
+import { writeTicks } from "../storage/support.ts"
 
 export { tempDir } from "../storage/support.ts"
 
 /** Writes `ticks` into a Hive tick tree under `dir`, one file per (symbol, UTC hour) and chunk. */
-export const writeStore = (dir: string, ticks: ReadonlyArray<Tick>, chunk = 10_000) =>
-  Effect.scoped(
-    Effect.gen(function*() {
-      const store = yield* TickStore.make({ dataDir: dir })
-      const groups = new Map<string, { key: TickStore.PartitionKey; ticks: Array<Tick> }>()
-      for (const t of ticks) {
-        const key = TickStore.partitionOf(t.symbol, t.ts)
-        const id = `${key.symbol}/${key.date}/${key.hour}`
-        let g = groups.get(id)
-        if (g === undefined) groups.set(id, (g = { key, ticks: [] }))
-        g.ticks.push(t)
-      }
-      for (const { key, ticks: part } of groups.values()) {
-        for (let i = 0; i < part.length; i += chunk) yield* store.write(key, columnsOf(key.symbol, part.slice(i, i + chunk)))
-      }
-    })
-  ).pipe(Effect.orDie)
+export const writeStore = (dir: string, ticks: ReadonlyArray<Tick>, chunk = 10_000) => writeTicks(dir, ticks, chunk).pipe(Effect.orDie)
 
 export const T0 = Date.UTC(2024, 0, 1, 0, 0, 0)
 

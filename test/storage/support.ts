@@ -4,6 +4,7 @@ import { mkdtemp, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import type { Tick } from "../../src/domain/Messages.ts"
+import * as TickStore from "../../src/storage/TickStore.ts"
 import type { TickColumns } from "../../src/storage/TickStore.ts"
 
 /** A fresh directory under the OS temp dir, removed when the test's scope closes. */
@@ -57,3 +58,22 @@ export const columnsOf = (symbol: string, ticks: ReadonlyArray<Tick>): TickColum
   tradeId: Float64Array.from(ticks, (t) => t.tradeId),
   receivedAt: Float64Array.from(ticks, (t) => t.receivedAt)
 })
+
+/** Writes ticks through the real store: one file per (symbol, UTC hour) and per `chunk` ticks of it. */
+export const writeTicks = (dir: string, ticks: ReadonlyArray<Tick>, chunk = Infinity) =>
+  Effect.scoped(
+    Effect.gen(function*() {
+      const store = yield* TickStore.make({ dataDir: dir })
+      const groups = new Map<string, { key: TickStore.PartitionKey; ticks: Array<Tick> }>()
+      for (const t of ticks) {
+        const key = TickStore.partitionOf(t.symbol, t.ts)
+        const id = `${key.symbol}/${key.date}/${key.hour}`
+        let g = groups.get(id)
+        if (g === undefined) groups.set(id, (g = { key, ticks: [] }))
+        g.ticks.push(t)
+      }
+      for (const { key, ticks: part } of groups.values()) {
+        for (let i = 0; i < part.length; i += chunk) yield* store.write(key, columnsOf(key.symbol, part.slice(i, i + chunk)))
+      }
+    })
+  )
