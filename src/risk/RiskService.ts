@@ -4,9 +4,9 @@
  * are decided while order events and control messages keep the state current.
  */
 import { Clock, Config, Effect, Metric, Stream } from "effect"
-import { Bus, type Delivery, replayThenLive } from "../bus/Bus.ts"
+import { Bus, commitBatch, type Delivery, replayThenLive } from "../bus/Bus.ts"
 import { inRange } from "../runtime/Settings.ts"
-import type { Candidate, Control, OrderEvent } from "../domain/Messages.ts"
+import type { Approved, Candidate, Control, OrderEvent, Rejected } from "../domain/Messages.ts"
 import { ControlTopic, OrdersEvents, SignalsApproved, SignalsCandidate, SignalsRejected } from "../domain/Topics.ts"
 import {
   applyApproved,
@@ -79,39 +79,56 @@ export const runRisk = (limits: RiskLimits) =>
       )
       // our own approvals/rejections come back on these topics; they were applied when decided
       yield* Stream.merge(approved.live, rejected.live).pipe(Stream.runDrain, Effect.forkScoped)
+      // A batch at a time: every candidate of it decided in order (order events and control messages applied where
+      // they arrived), the decisions published in one request per topic, the candidates committed once. Per
+      // candidate, a publish and a commit round trip each capped the gate at a few dozen candidates/s over Kafka.
       yield* inputs.pipe(
-        Stream.runForEach((input) =>
+        Stream.runForEachArray((batch) =>
           Effect.gen(function*() {
-            switch (input._tag) {
-              case "Order":
-                return applyOrder(state, input.event)
-              case "Control":
-                applyControl(state, input.control)
-                return yield* Effect.logInfo(input.control.command === "pause" ? "approvals paused" : "approvals resumed", {
-                  by: input.control.by
-                })
-              case "Candidate": {
-                const candidate = input.delivery.value
-                const now = yield* Clock.currentTimeMillis
-                const decision = decide(state, limits, candidate, now)
-                if (candidate.emittedAt !== undefined) {
-                  yield* Metric.update(
-                    candidateToDecisionSeconds.pipe(Metric.withAttributes({ symbol: candidate.symbol })),
-                    secondsBetween(candidate.emittedAt, now)
-                  )
+            const now = yield* Clock.currentTimeMillis
+            const approvals: Array<{ readonly key: string; readonly value: Approved }> = []
+            const rejections: Array<{ readonly key: string; readonly value: Rejected }> = []
+            const candidates: Array<Delivery<Candidate>> = []
+            for (const input of batch) {
+              switch (input._tag) {
+                case "Order":
+                  applyOrder(state, input.event)
+                  break
+                case "Control":
+                  applyControl(state, input.control)
+                  yield* Effect.logInfo(input.control.command === "pause" ? "approvals paused" : "approvals resumed", {
+                    by: input.control.by
+                  })
+                  break
+                case "Candidate": {
+                  const candidate = input.delivery.value
+                  candidates.push(input.delivery)
+                  const decision = decide(state, limits, candidate, now)
+                  if (candidate.emittedAt !== undefined) {
+                    yield* Metric.update(
+                      candidateToDecisionSeconds.pipe(Metric.withAttributes({ symbol: candidate.symbol })),
+                      secondsBetween(candidate.emittedAt, now)
+                    )
+                  }
+                  if (decision._tag === "Approved") {
+                    approvals.push({ key: candidate.symbol, value: decision })
+                    yield* Metric.update(approvedTotal.pipe(Metric.withAttributes({ symbol: candidate.symbol, side: decision.orderSide })), 1)
+                    yield* Effect.logInfo("approved", { id: decision.id, symbol: candidate.symbol, action: decision.action, qty: decision.qty })
+                  } else {
+                    rejections.push({ key: candidate.symbol, value: decision })
+                    yield* Metric.update(rejectedTotal.pipe(Metric.withAttributes({ symbol: candidate.symbol, reason: decision.reason })), 1)
+                    yield* Effect.logInfo("rejected", { id: decision.id, symbol: candidate.symbol, reason: decision.reason, detail: decision.detail })
+                  }
                 }
-                if (decision._tag === "Approved") {
-                  yield* bus.publish(SignalsApproved, candidate.symbol, decision)
-                  yield* Metric.update(approvedTotal.pipe(Metric.withAttributes({ symbol: candidate.symbol, side: decision.orderSide })), 1)
-                  yield* Effect.logInfo("approved", { id: decision.id, symbol: candidate.symbol, action: decision.action, qty: decision.qty })
-                } else {
-                  yield* bus.publish(SignalsRejected, candidate.symbol, decision)
-                  yield* Metric.update(rejectedTotal.pipe(Metric.withAttributes({ symbol: candidate.symbol, reason: decision.reason })), 1)
-                  yield* Effect.logInfo("rejected", { id: decision.id, symbol: candidate.symbol, reason: decision.reason, detail: decision.detail })
-                }
-                return yield* input.delivery.commit
               }
             }
+            if (candidates.length === 0) return
+            // both topics in flight together: the Kafka bus carries them in one produce request
+            yield* Effect.all([bus.publishAll(SignalsApproved, approvals), bus.publishAll(SignalsRejected, rejections)], {
+              concurrency: "unbounded",
+              discard: true
+            })
+            yield* commitBatch(candidates)
           })
         )
       )
