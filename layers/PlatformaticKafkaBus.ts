@@ -38,7 +38,7 @@ import { randomUUID } from "node:crypto"
 import { Bus, type BusShape, decodeReason, type Delivery, type EndOffsets, recordDeadLetter, type SubscribeOptions, topicCodec } from "../src/bus/Bus.ts"
 import { BusError } from "../src/domain/Errors.ts"
 import { AllTopics, DeadLetters, type Topic } from "../src/domain/Topics.ts"
-import { config, type KafkaBusOptions } from "./KafkaBus.ts"
+import { config, type KafkaBusOptions } from "./KafkaOptions.ts"
 
 export { config }
 export type { KafkaBusOptions }

@@ -12,7 +12,7 @@
 import { Config, Duration, Effect, Layer, Option } from "effect"
 import * as BinanceExchange from "../../layers/BinanceExchange.ts"
 import * as InMemoryBus from "../../layers/InMemoryBus.ts"
-import type * as KafkaBus from "../../layers/KafkaBus.ts"
+import * as KafkaOptions from "../../layers/KafkaOptions.ts"
 import { Bus, namespaced } from "../bus/Bus.ts"
 import { type BusError, ConfigError } from "../domain/Errors.ts"
 import { Exchange } from "../exchange/Exchange.ts"
@@ -28,7 +28,12 @@ import { Supervisor } from "./Supervisor.ts"
 
 export type BusConfig =
   | { readonly kind: "memory"; readonly capacity: number }
-  | { readonly kind: "kafka"; readonly options: KafkaBus.KafkaBusOptions; readonly prefix: string }
+  | {
+    readonly kind: "kafka"
+    readonly client: KafkaOptions.KafkaClient
+    readonly options: KafkaOptions.KafkaBusOptions
+    readonly prefix: string
+  }
 
 export type ExchangeConfig =
   | { readonly kind: "none" }
@@ -59,9 +64,12 @@ const busConfig = (mode: "run" | "service") =>
     if (kind === "memory") {
       return { kind, capacity: yield* Config.Int("BUS_CAPACITY").pipe(Config.withDefault(250_000)) } satisfies BusConfig
     }
-    // kafkajs is loaded only when the bus is Kafka (its 140 modules are a large part of a start-up otherwise)
-    const kafka = yield* Effect.promise(() => import("../../layers/KafkaBus.ts"))
-    return { kind, options: yield* kafka.config, prefix: yield* topicPrefixConfig } satisfies BusConfig
+    return {
+      kind,
+      client: yield* KafkaOptions.kafkaClientConfig,
+      options: yield* KafkaOptions.config,
+      prefix: yield* topicPrefixConfig
+    } satisfies BusConfig
   })
 
 const exchangeConfigFor = (context: StageContext, needed: boolean) =>
@@ -111,7 +119,8 @@ export const busLayer = (config: BusConfig): Layer.Layer<Bus, BusError> =>
     ? InMemoryBus.layerTest({ capacity: config.capacity })
     : Layer.effect(
       Bus,
-      Effect.promise(() => import("../../layers/KafkaBus.ts")).pipe(
+      // only the chosen client is loaded (kafkajs' 140 modules are a large part of a start-up otherwise)
+      Effect.promise(() => config.client === "platformatic" ? import("../../layers/PlatformaticKafkaBus.ts") : import("../../layers/KafkaBus.ts")).pipe(
         Effect.flatMap((kafka) => kafka.make(config.options)),
         Effect.map((bus) => namespaced(config.prefix, bus))
       )

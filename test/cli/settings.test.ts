@@ -28,6 +28,7 @@ describe("bad configuration stops the process before anything starts", () => {
     [{ HTTP_PORT: "99999" }, /^HTTP_PORT="99999" is not allowed: expected an integer from 0 to 65535$/],
     [{ SYMBOLS: "" }, /^SYMBOLS="" is not allowed: expected a non-empty comma-separated list/],
     [{ LOG_LEVEL: "loud" }, /^LOG_LEVEL="loud" is not allowed: expected one of Trace, Debug, Info, Warn, Error/],
+    [{ BUS: "kafka", KAFKA_CLIENT: "librdkafka" }, /^KAFKA_CLIENT="librdkafka" is not allowed: expected one of kafkajs, platformatic$/],
     [{ EXCHANGE_REST_URL: "ftp://x", EXCHANGE_WS_URL: "ws://x:1" }, /^EXCHANGE_REST_URL="ftp:\/\/x" is not allowed: expected a http:\/\/ or https:\/\/ URL$/],
     [{ SYMBOLS: "NOTASYMBOL" }, /^SYMBOLS: NOTASYMBOL is not a symbol on the embedded simulated exchange \(close matches: .*BTCUSDT/]
   ]
