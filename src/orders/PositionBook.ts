@@ -4,6 +4,7 @@
  * Applying an event is idempotent (fills are keyed by client order id and exchange trade ids): replay, the risk gate
  * and /status all build books from at-least-once streams.
  */
+import { forgetOldest } from "../domain/BoundedMemory.ts"
 import type { OrderEvent, OrderFilled } from "../domain/Messages.ts"
 
 export interface Position {
@@ -106,8 +107,7 @@ export const applyOrderEvent = (book: Map<string, Position>, event: OrderEvent):
   if (applied.has(key)) return false
   applied.add(key)
   if (applied.size > APPLIED_MEMORY) {
-    const oldest = applied.values().next().value
-    if (oldest !== undefined) applied.delete(oldest)
+    forgetOldest(applied)
   }
   book.set(event.symbol, applyFill(book.get(event.symbol) ?? empty(event.symbol), event))
   return true

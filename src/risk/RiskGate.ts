@@ -11,6 +11,7 @@
  * its trade-cap slot back: nothing traded, and a refused connection must not lock trading out for an hour.
  */
 import type { Approved, Candidate, Control, OrderEvent, Rejected, RejectReason } from "../domain/Messages.ts"
+import { forgetOldest } from "../domain/BoundedMemory.ts"
 import { applyOrderEvent, DUST, type Position, positionOf } from "../orders/PositionBook.ts"
 
 export interface RiskLimits {
@@ -60,8 +61,7 @@ export const initialRiskState = (): RiskState => ({
 const remember = (state: RiskState, d: Decision): void => {
   state.decided.set(d.id, d)
   if (state.decided.size > DECIDED_MEMORY) {
-    const oldest = state.decided.keys().next().value
-    if (oldest !== undefined) state.decided.delete(oldest)
+    forgetOldest(state.decided)
   }
 }
 
@@ -102,11 +102,8 @@ export const applyOrder = (state: RiskState, event: OrderEvent): void => {
 const rememberFinal = (state: RiskState, signalId: string): void => {
   state.finalized.add(signalId)
   if (state.finalized.size > DECIDED_MEMORY) {
-    const oldest = state.finalized.values().next().value
-    if (oldest !== undefined) {
-      state.finalized.delete(oldest)
-      state.neverSent.delete(oldest)
-    }
+    const oldest = forgetOldest(state.finalized)
+    if (oldest !== undefined) state.neverSent.delete(oldest)
   }
 }
 
