@@ -184,7 +184,7 @@ const stagesSection = async () => {
 
 | stage | items/s | floor | floor items/s | stage / floor |
 |---|---|---|---|---|
-${row("decode: Binance trade frame → Tick (\`decodeTradeFrame\`)", "decode", "JSON.parse + Number() of the fields")}
+${row("decode: Binance trade frame → Tick (\`decodeTradeFrame\`: shape checked by hand, Schema path for anything unusual)", "decode", "JSON.parse + Number() of the fields")}
 ${row("signal + risk: \`stepSignal\` → \`decide\` (+ fill applied)", "signal-risk", "MA10/MA30 ring buffer + crossing flag")}
 `)
 }

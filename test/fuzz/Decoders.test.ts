@@ -12,7 +12,9 @@ import { AllTopics, DeadLetters, MarketRaw } from "../../src/domain/Topics.ts"
 import {
   ApiErrorBody,
   decodeTradeFrame,
+  decodeTradeFrameBySchema,
   ExchangeInfoWire,
+  fastTradeFrame,
   historicalTicks,
   HistoricalTradesWire,
   MAX_FRAME_CHARS,
@@ -72,6 +74,65 @@ describe("fuzzing the decoders (10,000 inputs each)", () => {
           case "Invalid":
             return REASONS.has(result.reason) && result.raw === text && result.error.length > 0
         }
+      }),
+      { numRuns: RUNS }
+    )
+  })
+
+  // decodeTradeFrame answers well-formed frames by hand and hands everything else to the Schema path: both must
+  // always agree, value for value and refusal for refusal (reason and message: they are the dead letter's)
+  const decimal = fc.oneof(
+    fc.double({ min: 0, max: 1e9, noNaN: true }).map(String),
+    fc.tuple(fc.nat({ max: 99_999 }), fc.nat({ max: 99_999_999 })).map(([i, f]) => `${i}.${String(f).padStart(8, "0")}`),
+    fc.constantFrom("0", "0.00000000", "1e-8", " 1", "", "-1", "Infinity", "0x10", "1_0", "NaN", " ")
+  )
+  const wellFormed = fc.record({
+    e: fc.constant("trade"),
+    E: fc.integer({ min: 0 }),
+    s: fc.oneof(fc.constantFrom("BTCUSDT", "ETHUSDT", "1INCHUSDT"), fc.stringMatching(/^[A-Z0-9]{1,22}$/), fc.string({ maxLength: 50 })),
+    t: fc.oneof(fc.nat(), fc.maxSafeNat(), fc.integer({ min: -5, max: -1 }), fc.double({ noNaN: true, noDefaultInfinity: true }), fc.constant(2 ** 53 + 2)),
+    p: decimal,
+    q: decimal,
+    T: fc.oneof(fc.integer({ min: 0 }), fc.double({ noNaN: true, noDefaultInfinity: true })),
+    m: fc.boolean(),
+    M: fc.boolean()
+  })
+  /** A well-formed payload with one field removed or replaced by anything, or extra keys added. */
+  const nearlyWellFormed = fc.tuple(wellFormed, fc.nat({ max: 8 }), fc.oneof(anything, fc.constant(undefined)), fc.dictionary(fc.string({ maxLength: 6 }), anything, { maxKeys: 3 }))
+    .map(([p, i, v, extra]) => {
+      const key = Object.keys(p)[i]
+      const out: Record<string, unknown> = { ...extra, ...p }
+      if (v === undefined) delete out[key]
+      else out[key] = v
+      return out
+    })
+  const payloads = fc.oneof(wellFormed, nearlyWellFormed, tradePayload)
+  const frames = fc.oneof(
+    payloads.map((p) => JSON.stringify(p)),
+    payloads.map((p) => JSON.stringify({ stream: "btcusdt@trade", data: p })),
+    fc.tuple(payloads, anything).map(([p, stream]) => JSON.stringify({ stream, data: p })),
+    fc.tuple(payloads, anything, anything).map(([p, id, result]) => JSON.stringify({ ...p, id, result })),
+    fc.tuple(payloads, anything).map(([p, id]) => JSON.stringify({ ...p, id })),
+    payloads.map((p) => JSON.stringify([p])),
+    frame
+  )
+
+  it("Binance trade frames: the fast path and the Schema path give the same result for any frame", () => {
+    fc.assert(
+      fc.property(frames, (text) => {
+        expect(decodeTradeFrame(text, 1_700_000_000_000)).toEqual(decodeTradeFrameBySchema(text, 1_700_000_000_000))
+      }),
+      { numRuns: RUNS }
+    )
+  })
+
+  it("Binance trade frames: every well-formed frame (raw or combined) is answered by the fast path, as the Schema path answers it", () => {
+    fc.assert(
+      fc.property(wellFormed, fc.boolean(), (p, combined) => {
+        const text = JSON.stringify(combined ? { stream: "btcusdt@trade", data: p } : p)
+        const fast = fastTradeFrame(text, 1)
+        expect(fast).toBeDefined()
+        expect(fast).toEqual(decodeTradeFrameBySchema(text, 1))
       }),
       { numRuns: RUNS }
     )
