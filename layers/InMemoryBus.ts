@@ -10,7 +10,17 @@
  * in-process hot path. Raw payloads (publishRaw) and other schemas are decoded as over Kafka.
  */
 import { Config, Deferred, Effect, Exit, Layer, Stream } from "effect"
-import { Bus, type BusShape, decodeReason, type Delivery, recordDeadLetter, type SubscribeOptions, topicCodec } from "../src/bus/Bus.ts"
+import {
+  Bus,
+  type BusShape,
+  decodeReason,
+  type Delivery,
+  nextAssignment,
+  type PartitionRecord,
+  recordDeadLetter,
+  type SubscribeOptions,
+  topicCodec
+} from "../src/bus/Bus.ts"
 import { BusError } from "../src/domain/Errors.ts"
 import { DeadLetters, type Topic } from "../src/domain/Topics.ts"
 
@@ -150,6 +160,8 @@ export const makeInMemoryBus = (options: { readonly capacity?: number } = {}): B
           group.active = true
           position = Math.max(group.committed, log.base)
         }
+        // one partition, assigned to this subscription for its whole life
+        const assignment = nextAssignment()
         yield* Effect.addFinalizer(() =>
           Effect.sync(() => {
             if (group !== undefined) group.active = false
@@ -174,7 +186,7 @@ export const makeInMemoryBus = (options: { readonly capacity?: number } = {}): B
             const offset = position + i
             const entry = slice[i]
             if (entry.schema === topic.schema) {
-              out.push({ topic: topic.name, key: entry.key, value: entry.decoded as A, partition: 0, offset, commit: commitUpTo(offset) })
+              out.push({ topic: topic.name, key: entry.key, value: entry.decoded as A, partition: 0, offset, assignment, commit: commitUpTo(offset) })
               continue
             }
             const decoded = decode(entry.value)
@@ -185,6 +197,7 @@ export const makeInMemoryBus = (options: { readonly capacity?: number } = {}): B
                 value: decoded.value,
                 partition: 0,
                 offset,
+                assignment,
                 commit: commitUpTo(offset)
               })
             } else {
@@ -199,6 +212,24 @@ export const makeInMemoryBus = (options: { readonly capacity?: number } = {}): B
       })
     )
 
+  const readPartition = <A>(topic: Topic<A>, partition: number, from: number, to: number) =>
+    Effect.sync(() => {
+      const out: Array<PartitionRecord<A>> = []
+      if (partition !== 0) return out
+      const log = logOf(topic.name)
+      const { decode } = topicCodec(topic)
+      const end = Math.min(to, log.end)
+      for (let offset = Math.max(from, log.base); offset < end; offset++) {
+        const entry = log.entries[offset - log.base]
+        if (entry.schema === topic.schema) out.push({ key: entry.key, value: entry.decoded as A, offset })
+        else {
+          const decoded = decode(entry.value)
+          if (Exit.isSuccess(decoded)) out.push({ key: entry.key, value: decoded.value, offset })
+        }
+      }
+      return out
+    })
+
   const deadLetter = (topic: string, group: string, entry: Entry, error: string, commit: Effect.Effect<void>) =>
     Effect.gen(function*() {
       const letter = yield* recordDeadLetter({ stage: group, reason: decodeReason(entry.value), topic, key: entry.key, raw: entry.value, error })
@@ -211,6 +242,7 @@ export const makeInMemoryBus = (options: { readonly capacity?: number } = {}): B
     publishAll,
     subscribe,
     endOffsets: (topic) => Effect.sync(() => new Map([[0, logOf(topic.name).end]])),
+    readPartition,
     publishRaw: (name, key, value) => append(name, [{ key, value }]),
     lag: (topic, group) =>
       Effect.sync(() => {

@@ -17,6 +17,13 @@
  * - Undecodable messages are dead-lettered when they reach the head of the stream, i.e. after the stage has pulled
  *   everything before them; their offset is committed only once every earlier delivery of the partition is
  *   committed, so a dead letter never commits past an unhandled message.
+ * - Assignments: each GROUP_JOIN (kafkajs event, with the member's assignment) gives every partition assigned a new
+ *   assignment number; REBALANCING, STOP and CRASH end them. Deliveries carry the number they were fetched under, and
+ *   a delivery whose assignment has ended when it reaches the head of the stream is dropped (its partition moved, or
+ *   kafkajs refetches it from the committed offset under the new number), so a stage never acts on a partition it no
+ *   longer owns from its buffer.
+ * - `readPartition` uses a throw-away group whose offsets are first set (admin commit) to the range's start on that
+ *   partition and to the end on the others, so it fetches exactly the range; the group is deleted afterwards.
  * - Ephemeral readers use a throw-away group id, read from the earliest offset and never commit; they log and count
  *   undecodable messages but do not publish dead letters (a replay on every restart would duplicate them).
  */
@@ -25,7 +32,18 @@ import type { Scope } from "effect"
 import { Kafka, logLevel, Partitioners } from "kafkajs"
 import type { Admin, Consumer, EachBatchPayload, KafkaMessage, LogEntry, Producer } from "kafkajs"
 import { randomUUID } from "node:crypto"
-import { Bus, type BusShape, decodeReason, type Delivery, type EndOffsets, recordDeadLetter, type SubscribeOptions, topicCodec } from "../src/bus/Bus.ts"
+import {
+  Bus,
+  type BusShape,
+  decodeReason,
+  type Delivery,
+  type EndOffsets,
+  nextAssignment,
+  type PartitionRecord,
+  recordDeadLetter,
+  type SubscribeOptions,
+  topicCodec
+} from "../src/bus/Bus.ts"
 import { BusError } from "../src/domain/Errors.ts"
 import { AllTopics, DeadLetters, type Topic } from "../src/domain/Topics.ts"
 import { config, type KafkaBusOptions } from "./KafkaOptions.ts"
@@ -277,6 +295,8 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
     )
     /** Commit for a group without members (admin commit: generation -1, no member id). */
     const commitAsAdmin = (groupId: string, topic: string, partition: number, offset: number) =>
+      commitManyAsAdmin(groupId, topic, [{ partition, offset }])
+    const commitManyAsAdmin = (groupId: string, topic: string, offsets: ReadonlyArray<{ readonly partition: number; readonly offset: number }>) =>
       attempt("commit", topic, async () => {
         if (internalCluster === undefined) {
           const cluster = makeInternalCluster(kafka)
@@ -289,7 +309,7 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
           groupId,
           groupGenerationId: -1,
           memberId: "",
-          topics: [{ topic, partitions: [{ partition, offset: String(offset) }] }]
+          topics: [{ topic, partitions: offsets.map((o) => ({ partition: o.partition, offset: String(o.offset) })) }]
         })
       }).pipe(
         Effect.mapError((e) =>
@@ -393,6 +413,82 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
         return total
       }).pipe(Effect.withSpan("KafkaBus.lag", { attributes: { topic: topic.name, group } }))
 
+    /** Longest a `readPartition` may take (group join + fetches) before it fails with BusError. */
+    const readTimeout = Duration.seconds(30)
+
+    const readPartition = <A>(topic: Topic<A>, partition: number, from: number, to: number) =>
+      Effect.gen(function*() {
+        yield* ensureTopic(topic.name)
+        const offsets = yield* read("readPartition", topic.name, () => admin.fetchTopicOffsets(topic.name))
+        const at = offsets.find((o) => o.partition === partition)
+        if (at === undefined) return [] as ReadonlyArray<PartitionRecord<A>>
+        const start = Math.max(from, Number(at.low))
+        const end = Math.min(to, Number(at.high))
+        if (start >= end) return [] as ReadonlyArray<PartitionRecord<A>>
+        const groupId = `${options.clientId}.read.${randomUUID()}`
+        // the throw-away group starts at `start` on this partition and at the end of every other: it fetches the range only
+        yield* commitManyAsAdmin(
+          groupId,
+          topic.name,
+          offsets.map((o) => ({ partition: o.partition, offset: o.partition === partition ? start : Number(o.high) }))
+        )
+        const { decode } = topicCodec(topic)
+        const consumer = kafka.consumer({
+          groupId,
+          sessionTimeout,
+          heartbeatInterval,
+          maxWaitTimeInMs,
+          minBytes: 1,
+          allowAutoTopicCreation: false,
+          retry: { retries: options.requestRetries ?? 5, initialRetryTime: 100, maxRetryTime: 2_000, restartOnFailure: async () => false }
+        })
+        consumers.add(consumer)
+        const fetched = Effect.callback<ReadonlyArray<PartitionRecord<A>>, BusError>((resume) => {
+          const out: Array<PartitionRecord<A>> = []
+          let finished = false
+          const finish = (effect: Effect.Effect<ReadonlyArray<PartitionRecord<A>>, BusError>) => {
+            if (finished) return
+            finished = true
+            resume(effect)
+          }
+          consumer.on(consumer.events.CRASH, (event) =>
+            finish(Effect.fail(new BusError({ operation: "readPartition", topic: topic.name, message: messageOf(event.payload.error) }))))
+          consumer
+            .connect()
+            .then(() => consumer.subscribe({ topic: topic.name, fromBeginning: true }))
+            .then(() =>
+              consumer.run({
+                autoCommit: false,
+                eachBatch: async ({ batch }) => {
+                  if (finished || batch.partition !== partition) return
+                  for (const message of batch.messages) {
+                    const offset = Number(message.offset)
+                    if (offset >= end) break
+                    if (offset < start) continue
+                    const decoded = decode(message.value?.toString("utf8") ?? "")
+                    if (Exit.isSuccess(decoded)) out.push({ key: message.key?.toString("utf8") ?? "", value: decoded.value, offset })
+                  }
+                  const last = batch.messages.at(-1)
+                  if (last !== undefined && Number(last.offset) + 1 >= end) finish(Effect.succeed(out))
+                }
+              })
+            )
+            .catch((error: unknown) => finish(Effect.fail(new BusError({ operation: "readPartition", topic: topic.name, message: messageOf(error) }))))
+        })
+        return yield* fetched.pipe(
+          Effect.timeoutOrElse({
+            duration: readTimeout,
+            orElse: () =>
+              Effect.fail(new BusError({ operation: "readPartition", topic: topic.name, message: `range not read within ${Duration.format(readTimeout)}` }))
+          }),
+          Effect.ensuring(
+            disconnectConsumer(consumer).pipe(
+              Effect.andThen(Effect.promise(() => admin.deleteGroups([groupId]).catch(() => undefined)))
+            )
+          )
+        )
+      }).pipe(Effect.withSpan("KafkaBus.readPartition", { attributes: { topic: topic.name, partition, from, to } }))
+
     const deadLetterCodec = topicCodec(DeadLetters)
 
     /** Durable subscriptions of this process by `topic/group`, and whether each one's consumer is a live group member. */
@@ -451,15 +547,28 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
             set.add(member)
             yield* Effect.addFinalizer(() => Effect.sync(() => set.delete(member)))
           }
-          consumer.on(consumer.events.GROUP_JOIN, () => {
+          /** Partition → its current assignment number (see the module comment); empty between assignments. */
+          const assigned = new Map<number, number>()
+          consumer.on(consumer.events.GROUP_JOIN, (event) => {
             // a consumer that joins after its subscription ended is a zombie: it leaves at once
-            if (!state.live || lifecycle.closed) void consumer.disconnect().catch(() => undefined)
-            else member.joined = true
+            if (!state.live || lifecycle.closed) {
+              void consumer.disconnect().catch(() => undefined)
+              return
+            }
+            member.joined = true
+            assigned.clear()
+            // kafkajs fetches from the group's committed offsets again: what we knew of them is stale
+            commits.clear()
+            for (const partition of event.payload.memberAssignment[topic.name] ?? []) assigned.set(partition, nextAssignment())
           })
-          consumer.on(consumer.events.REBALANCING, () => (member.joined = false))
-          consumer.on(consumer.events.STOP, () => (member.joined = false))
-          consumer.on(consumer.events.CRASH, (event) => {
+          const unassign = () => {
             member.joined = false
+            assigned.clear()
+          }
+          consumer.on(consumer.events.REBALANCING, unassign)
+          consumer.on(consumer.events.STOP, unassign)
+          consumer.on(consumer.events.CRASH, (event) => {
+            unassign()
             if (!event.payload.restart) {
               Queue.failCauseUnsafe(
                 queue,
@@ -525,6 +634,7 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
                   value: decoded.value,
                   partition,
                   offset,
+                  assignment: assigned.get(partition) ?? -1,
                   // built when run (a stage commits once per batch): a span made per message captures a stack
                   // trace per message, a tenth of the consumer's CPU
                   commit: ephemeral
@@ -605,8 +715,13 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
           return Stream.fromQueue(queue).pipe(
             Stream.filterMapEffect((item: Item<A>) =>
               item._tag === "Delivery"
-                ? Effect.succeed(Result.succeed(item.delivery))
-                : deadLetter(item).pipe(Effect.as(Result.fail(item)))
+                ? Effect.succeed(
+                  // fetched under an assignment that has ended: not ours to act on (see the module comment)
+                  assigned.get(item.delivery.partition) === item.delivery.assignment
+                    ? Result.succeed(item.delivery)
+                    : Result.fail<Item<A>>(item)
+                )
+                : deadLetter(item).pipe(Effect.as(Result.fail<Item<A>>(item)))
             )
           )
         }).pipe(Effect.withSpan("KafkaBus.subscribe", { attributes: { topic: topic.name, group: subscribeOptions.group } }))
@@ -618,6 +733,7 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
       publishRaw,
       subscribe,
       endOffsets,
+      readPartition,
       lag,
       ready: Effect.sync(() => status.admin && status.producer && status.healthy),
       consuming: (topic, group) =>

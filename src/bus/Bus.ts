@@ -6,11 +6,17 @@
  * - per-key order is preserved;
  * - a delivery is redelivered to the same group after a restart unless it (or a later one of its partition) was committed;
  * - a new group starts at `start` ("earliest" by default, so nothing is lost);
- * - an ephemeral subscription never commits and starts at the earliest offset: it is how stages rebuild state.
+ * - an ephemeral subscription never commits and starts at the earliest offset: it is how stages rebuild state;
+ * - every delivery says which assignment of its partition to this subscription it came in (`assignment`): a new
+ *   number whenever the partition is (re)assigned (a new subscription, a Kafka rebalance). Deliveries of an
+ *   assignment that has ended are never handed out after it ended. A stage that keeps per-key state rebuilds it
+ *   for a key the first time it sees that key in a new assignment: another instance may have handled the key's
+ *   messages in between (scale-out), so what the stage holds may be stale;
+ * - `readPartition` reads a range of one partition's history (what came before the first offset a new assignment
+ *   delivers), without a group's offsets.
  */
-import { Clock, Context, Effect, Metric, Pull, Schema, Stream } from "effect"
-import type { Exit } from "effect"
-import type { Scope } from "effect"
+import { Clock, Context, Deferred, Effect, Exit, Metric, Pull, Schema, Stream } from "effect"
+import type { Duration, Scope } from "effect"
 import { BusError } from "../domain/Errors.ts"
 import { DEAD_LETTER_RAW_MAX, type DeadLetter } from "../domain/Messages.ts"
 import { DeadLetters, type Topic } from "../domain/Topics.ts"
@@ -21,9 +27,25 @@ export interface Delivery<A> {
   readonly value: A
   readonly partition: number
   readonly offset: number
+  /**
+   * The assignment of this partition to this subscription the delivery came in: unique within the process,
+   * changes whenever the partition is (re)assigned (new subscription, rebalance). See the module comment.
+   */
+  readonly assignment: number
   /** Marks this delivery and everything before it on its partition as handled by the group. */
   readonly commit: Effect.Effect<void, BusError>
 }
+
+/** A record of a partition's history, as `readPartition` returns it. */
+export interface PartitionRecord<A> {
+  readonly key: string
+  readonly value: A
+  readonly offset: number
+}
+
+let assignments = 0
+/** A new assignment number, unique within the process (both backends draw from it). */
+export const nextAssignment = (): number => ++assignments
 
 export interface SubscribeOptions {
   readonly group: string
@@ -50,6 +72,16 @@ export interface BusShape {
   /** Publishes an already-encoded payload as is (dead-letter forwarding, tests of undecodable input). */
   readonly publishRaw: (topic: string, key: string, value: string) => Effect.Effect<void, BusError>
   readonly endOffsets: (topic: Topic<any>) => Effect.Effect<EndOffsets, BusError>
+  /**
+   * The decodable records of `partition` with offsets in [from, to), oldest first (`from` is raised to the log's
+   * start, `to` lowered to its end; undecodable records are skipped). Reads exactly that range, no group involved.
+   */
+  readonly readPartition: <A>(
+    topic: Topic<A>,
+    partition: number,
+    from: number,
+    to: number
+  ) => Effect.Effect<ReadonlyArray<PartitionRecord<A>>, BusError>
   /** Messages of `topic` not yet committed by `group` (0 when caught up). */
   readonly lag: (topic: Topic<any>, group: string) => Effect.Effect<number, BusError>
   /** Whether the transport is currently usable (for /health). */
@@ -115,6 +147,104 @@ export const replayThenLive = <A>(
     return { history, live }
   })
 
+/**
+ * The last `n` records of `key` on `partition` before offset `before`, oldest first: read backwards in windows that
+ * double (from `4n`), bounded by the log's start (below it `readPartition` returns nothing, at no cost) and by
+ * `maxScan` offsets looked at in all (a key absent from a long log costs at most that much). How a new owner of a key rebuilds per-key state from the history of its input.
+ */
+export const lastOfKey = <A>(
+  topic: Topic<A>,
+  partition: number,
+  before: number,
+  key: string,
+  n: number,
+  maxScan = 200_000
+): Effect.Effect<ReadonlyArray<PartitionRecord<A>>, BusError, Bus> =>
+  Effect.gen(function*() {
+    const bus = yield* Bus
+    let found: Array<PartitionRecord<A>> = []
+    let to = before
+    let window = Math.max(64, 4 * n)
+    let scanned = 0
+    while (found.length < n && to > 0 && scanned < maxScan) {
+      const from = Math.max(0, to - window)
+      const records = yield* bus.readPartition(topic, partition, from, to)
+      const mine = records.filter((r) => r.key === key)
+      found = [...mine, ...found]
+      scanned += to - from
+      to = from
+      window *= 2
+    }
+    return found.slice(Math.max(0, found.length - n))
+  })
+
+/**
+ * A whole-topic reader that applies every message of `topic` (history first, then live) with `apply`, on a fiber of
+ * its own in the caller's Scope. Returns once the history (everything published before the call) is applied, with
+ * `caughtUp`: waits until everything published before *it* was called is applied (bounded by `within`; a reader that
+ * failed or fell that far behind fails it with BusError). How a stage that has just been given a key makes sure it
+ * has seen what the key's previous owner wrote before it acts.
+ */
+export interface Follower {
+  /** Messages applied so far. */
+  readonly applied: () => number
+  readonly caughtUp: Effect.Effect<void, BusError>
+}
+
+export const follow = <A>(
+  topic: Topic<A>,
+  group: string,
+  apply: (a: A) => void,
+  within: Duration.Input = "60 seconds"
+): Effect.Effect<Follower, BusError, Bus | Scope.Scope> =>
+  Effect.gen(function*() {
+    const bus = yield* Bus
+    const positions = new Map<number, number>()
+    let applied = 0
+    let moved = Deferred.makeUnsafe<void, BusError>()
+    const failed = { error: undefined as BusError | undefined }
+    yield* bus.subscribe(topic, { group, ephemeral: true }).pipe(
+      Stream.runForEachArray((deliveries) =>
+        Effect.sync(() => {
+          for (const d of deliveries) {
+            apply(d.value)
+            applied++
+            positions.set(d.partition, Math.max(positions.get(d.partition) ?? 0, d.offset + 1))
+          }
+          const woke = moved
+          moved = Deferred.makeUnsafe<void, BusError>()
+          Deferred.doneUnsafe(woke, Exit.void)
+        })
+      ),
+      Effect.tapError((e) =>
+        Effect.sync(() => {
+          failed.error = e
+          Deferred.doneUnsafe(moved, Exit.fail(e))
+        })
+      ),
+      Effect.forkScoped
+    )
+    const reached = (ends: EndOffsets): boolean => {
+      for (const [partition, end] of ends) if (end > 0 && (positions.get(partition) ?? 0) < end) return false
+      return true
+    }
+    const caughtUp = Effect.gen(function*() {
+      const ends = yield* bus.endOffsets(topic)
+      while (!reached(ends)) {
+        if (failed.error !== undefined) return yield* failed.error
+        yield* Deferred.await(moved)
+      }
+    }).pipe(
+      Effect.timeoutOrElse({
+        duration: within,
+        orElse: () =>
+          Effect.fail(new BusError({ operation: "catchUp", topic: topic.name, message: `not caught up within ${String(within)}` }))
+      })
+    )
+    yield* caughtUp
+    return { applied: () => applied, caughtUp }
+  })
+
 /** Commits a handled batch: the last delivery of each partition (Kafka commits are cumulative per partition). */
 export const commitBatch = (deliveries: ReadonlyArray<Delivery<unknown>>): Effect.Effect<void, BusError> => {
   const last = new Map<number, Delivery<unknown>>()
@@ -139,6 +269,7 @@ export const namespaced = (prefix: string, bus: BusShape): BusShape => {
         Stream.map((d) => ({ ...d, topic: topic.name }))
       ),
     endOffsets: (topic) => bus.endOffsets(at(topic)),
+    readPartition: (topic, partition, from, to) => bus.readPartition(at(topic), partition, from, to),
     lag: (topic, group) => bus.lag(at(topic), `${prefix}${group}`),
     ready: bus.ready,
     consuming: (topic, group) => bus.consuming(at(topic), `${prefix}${group}`)

@@ -4,7 +4,7 @@
  */
 import { assert, describe, layer } from "@effect/vitest"
 import { Effect, Fiber, Layer, Schema, Stream } from "effect"
-import { Bus, replayThenLive } from "../../src/bus/Bus.ts"
+import { Bus, follow, lastOfKey, replayThenLive } from "../../src/bus/Bus.ts"
 import { DeadLetters, type Topic } from "../../src/domain/Topics.ts"
 
 const Msg = Schema.Struct({ key: Schema.String, n: Schema.Int })
@@ -171,6 +171,66 @@ export const busContract = (name: string, busLayer: Layer.Layer<Bus, unknown>) =
           yield* Effect.sleep("1500 millis") // group join on Kafka
           yield* bus.publish(topic, "A", { key: "A", n: 1 })
           assert.deepStrictEqual((yield* Fiber.join(fiber)).map((m) => m.n), [1])
+        }))
+
+      it.effect("readPartition reads exactly a range of one partition's history, oldest first, clamped to the log", () =>
+        Effect.gen(function*() {
+          const topic = freshTopic("read")
+          const bus = yield* Bus
+          yield* publishN(topic, ["A", "B", "C", "D"], 40)
+          const all = yield* take(topic, unique("g"), 40, { ephemeral: true })
+          const p = all.find((d) => d.key === "A")!.partition
+          const mine = all.filter((d) => d.partition === p)
+          assert.isAtLeast(mine.length, 10)
+          const from = mine[2].offset
+          const to = mine[7].offset
+          const got = yield* bus.readPartition(topic, p, from, to)
+          assert.deepStrictEqual(
+            got.map((r) => [r.offset, r.key, r.value.n]),
+            mine.filter((d) => d.offset >= from && d.offset < to).map((d) => [d.offset, d.key, d.value.n])
+          )
+          const whole = yield* bus.readPartition(topic, p, -5, 1_000_000)
+          assert.deepStrictEqual(whole.map((r) => r.value.n), mine.map((d) => d.value.n))
+          assert.deepStrictEqual(yield* bus.readPartition(topic, p, to, to), [])
+          assert.deepStrictEqual(yield* bus.readPartition(topic, p, 1_000_000, 1_000_010), [])
+          // the last n of a key before an offset: what a new owner of the key rebuilds from
+          const before = mine[mine.length - 1].offset
+          const lastA = yield* lastOfKey(topic, p, before, "A", 3)
+          assert.deepStrictEqual(
+            lastA.map((r) => r.value.n),
+            mine.filter((d) => d.key === "A" && d.offset < before).slice(-3).map((d) => d.value.n)
+          )
+          assert.deepStrictEqual(yield* lastOfKey(topic, p, before, "nobody", 3), [])
+        }))
+
+      it.effect("deliveries carry their partition's assignment: one per subscription and partition, a new one for the next subscription", () =>
+        Effect.gen(function*() {
+          const topic = freshTopic("assignment")
+          yield* publishN(topic, ["A", "B", "C"], 30)
+          const group = unique("g")
+          const first = yield* take(topic, group, 30)
+          const byPartition = new Map<number, Set<number>>()
+          for (const d of first) byPartition.set(d.partition, (byPartition.get(d.partition) ?? new Set()).add(d.assignment))
+          for (const set of byPartition.values()) assert.strictEqual(set.size, 1)
+          const used = new Set(first.map((d) => d.assignment))
+          // across partitions the numbers differ too: a partition's assignment is its own
+          assert.strictEqual(used.size, byPartition.size)
+          const second = yield* take(topic, group, 30)
+          for (const d of second) assert.isFalse(used.has(d.assignment), "a new subscription is a new assignment")
+        }))
+
+      it.effect("follow applies the history, then live messages; caughtUp waits for everything published before it", () =>
+        Effect.gen(function*() {
+          const topic = freshTopic("follow")
+          const bus = yield* Bus
+          yield* publishN(topic, ["A", "B", "C"], 9)
+          const seen: Array<number> = []
+          const follower = yield* follow(topic, unique("state"), (m) => void seen.push(m.n))
+          assert.deepStrictEqual([...seen].sort((a, b) => a - b), [0, 1, 2, 3, 4, 5, 6, 7, 8])
+          yield* bus.publishAll(topic, [9, 10, 11].map((n) => ({ key: ["A", "B", "C"][n % 3], value: { key: "x", n } })))
+          yield* follower.caughtUp
+          assert.deepStrictEqual([...seen].sort((a, b) => a - b), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11])
+          assert.strictEqual(follower.applied(), 12)
         }))
     })
   })

@@ -150,6 +150,7 @@ describe("tick store", () => {
         key: "BTCUSDT",
         value: mkTick("BTCUSDT", offset + 1, T0 + offset, 100),
         partition: 0,
+        assignment: 1,
         offset,
         commit: Effect.sync(() => void committed.push(offset))
       })
