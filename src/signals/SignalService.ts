@@ -1,12 +1,21 @@
-/** Runs the signal worker over the bus: `market.raw` → `signals.candidate`, committing after publishing. */
+/**
+ * Runs the signal worker over the bus: `market.raw` → `signals.candidate`, committing after publishing.
+ *
+ * Scale-out: instances share the `signals` group, so each owns some partitions of `market.raw` (symbols). The first
+ * time a symbol is seen in a new assignment of its partition (start, restart, rebalance) its MA windows and last
+ * crossing side are rebuilt from the symbol's ticks before that delivery (`lastOfKey`, 2 × the slow window): those
+ * were handled (and committed) by whoever owned the symbol before, so the first crossover after the move is neither
+ * missed (empty windows) nor invented (a forgotten crossing side). Ticks the previous owner handled but did not
+ * commit come again and give the same candidates (same ids), which the risk gate and order manager collapse.
+ */
 import { Clock, Config, Effect, Metric, Option, Stream } from "effect"
-import { Bus, commitBatch } from "../bus/Bus.ts"
-import type { Candidate } from "../domain/Messages.ts"
+import { Bus, commitBatch, lastOfKey } from "../bus/Bus.ts"
+import type { Candidate, Tick } from "../domain/Messages.ts"
 import { MarketRaw, SignalsCandidate } from "../domain/Topics.ts"
 import { LATENCY_BUCKETS_SECONDS, secondsBetween, tickToCandidateSeconds } from "../observability/Metrics.ts"
 import { type GateVerdict, makeModelGate } from "../ml/ModelGate.ts"
 import { ConfigError } from "../domain/Errors.ts"
-import { DEFAULT_WINDOWS, initialSignalState, type SignalWindows, stepSignal, windowsProblem } from "./SignalWorker.ts"
+import { DEFAULT_WINDOWS, initialSignalState, type SignalState, type SignalWindows, stepSignal, windowsProblem } from "./SignalWorker.ts"
 
 /** The MA windows from `SIGNAL_FAST` / `SIGNAL_SLOW` (default 10 / 30 trades); the same for live and replay. */
 export const signalWindowsConfig = Config.all({
@@ -49,6 +58,22 @@ export const signalModelConfig = Effect.gen(function*() {
   return model
 })
 
+/**
+ * Rebuilds `symbol`'s windows in `state` from its last ticks on `partition` before `offset` (what the worker did
+ * before this assignment); returns how many ticks it replayed. Candidates of the replay are dropped: they were
+ * published by whoever handled those ticks.
+ */
+export const rebuildSymbol = (state: SignalState, symbol: string, partition: number, offset: number, observe?: (tick: Tick) => void) =>
+  Effect.gen(function*() {
+    const history = yield* lastOfKey(MarketRaw, partition, offset, symbol, 2 * state.slow)
+    state.delete(symbol)
+    for (const r of history) {
+      observe?.(r.value)
+      stepSignal(state, r.value)
+    }
+    return history.length
+  })
+
 export const modelScoreSeconds = Metric.histogram("signals_model_score_seconds", {
   description: "Model scoring of the crossover candidates of one delivery batch (features + ONNX run)",
   boundaries: LATENCY_BUCKETS_SECONDS
@@ -85,9 +110,19 @@ export const runSignalsWith = (model: Option.Option<SignalModelOptions>) =>
         trainedTo: new Date(gate.scorer.sidecar.trainedOn.to).toISOString()
       })
     }
+    /** symbol → the assignment its state was built under */
+    const builtUnder = new Map<string, number>()
     yield* bus.subscribe(MarketRaw, { group: SIGNALS_GROUP }).pipe(
       Stream.runForEachArray((deliveries) =>
         Effect.gen(function*() {
+          for (const d of deliveries) {
+            if (builtUnder.get(d.value.symbol) === d.assignment) continue
+            const replayed = yield* rebuildSymbol(state, d.value.symbol, d.partition, d.offset, gate?.observe)
+            builtUnder.set(d.value.symbol, d.assignment)
+            if (replayed > 0) {
+              yield* Effect.logInfo("signal state rebuilt", { symbol: d.value.symbol, partition: d.partition, before: d.offset, ticks: replayed })
+            }
+          }
           let out: Array<Candidate> = []
           if (gate === undefined) {
             for (const d of deliveries) {
