@@ -179,8 +179,8 @@ export const lastOfKey = <A>(
   })
 
 /**
- * A whole-topic reader that applies every message of `topic` (history first, then live) with `apply`, on a fiber of
- * its own in the caller's Scope. Returns once the history (everything published before the call) is applied, with
+ * A whole-topic reader that applies every message of `topic` (history first, then live) with `apply` (a mutation, or
+ * an effect), on a fiber of its own in the caller's Scope. Returns once the history (everything published before the call) is applied, with
  * `caughtUp`: waits until everything published before *it* was called is applied (bounded by `within`; a reader that
  * failed or fell that far behind fails it with BusError). How a stage that has just been given a key makes sure it
  * has seen what the key's previous owner wrote before it acts.
@@ -194,7 +194,7 @@ export interface Follower {
 export const follow = <A>(
   topic: Topic<A>,
   group: string,
-  apply: (a: A) => void,
+  apply: (a: A) => void | Effect.Effect<void>,
   within: Duration.Input = "60 seconds"
 ): Effect.Effect<Follower, BusError, Bus | Scope.Scope> =>
   Effect.gen(function*() {
@@ -205,9 +205,10 @@ export const follow = <A>(
     const failed = { error: undefined as BusError | undefined }
     yield* bus.subscribe(topic, { group, ephemeral: true }).pipe(
       Stream.runForEachArray((deliveries) =>
-        Effect.sync(() => {
+        Effect.gen(function*() {
           for (const d of deliveries) {
-            apply(d.value)
+            const effect = apply(d.value)
+            if (effect !== undefined) yield* effect
             applied++
             positions.set(d.partition, Math.max(positions.get(d.partition) ?? 0, d.offset + 1))
           }

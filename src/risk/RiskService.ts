@@ -1,12 +1,20 @@
 /**
  * Runs the risk gate over the bus. State is rebuilt first from `orders.events` (positions), `signals.approved`
  * and `signals.rejected` (decisions already taken, pending orders) and `control` (paused or not); then candidates
- * are decided while order events and control messages keep the state current.
+ * are decided while those four topics keep the state current, whoever writes them.
+ *
+ * Scale-out: instances share the `risk` group and each decides the symbols of its partitions of
+ * `signals.candidate`; every instance follows all four state topics, including the other instances' decisions
+ * (every apply is idempotent). When a partition is (re)assigned here, the first candidate of each symbol in the new
+ * assignment waits until the state topics are applied up to their ends at that moment: the previous owner's decisions and the
+ * fills of its orders are known before this instance decides for the symbol. The trade caps count every instance's
+ * approvals as they are followed, so near the cap two instances deciding within the same instant can exceed it by
+ * one each (a cap, not an exact count, across instances).
  */
 import { Clock, Config, Effect, Metric, Stream } from "effect"
-import { Bus, commitBatch, type Delivery, replayThenLive } from "../bus/Bus.ts"
+import { Bus, commitBatch, follow } from "../bus/Bus.ts"
+import type { Approved, Rejected } from "../domain/Messages.ts"
 import { inRange } from "../runtime/Settings.ts"
-import type { Approved, Candidate, Control, OrderEvent, Rejected } from "../domain/Messages.ts"
 import { ControlTopic, OrdersEvents, SignalsApproved, SignalsCandidate, SignalsRejected } from "../domain/Topics.ts"
 import {
   applyApproved,
@@ -44,85 +52,72 @@ export const rejectedTotal = Metric.counter("risk_rejected_total", { description
 
 export const RISK_GROUP = "risk"
 
-type Input =
-  | { readonly _tag: "Candidate"; readonly delivery: Delivery<Candidate> }
-  | { readonly _tag: "Order"; readonly event: OrderEvent }
-  | { readonly _tag: "Control"; readonly control: Control }
-
 export const runRisk = (limits: RiskLimits) =>
   Effect.scoped(
     Effect.gen(function*() {
       const bus = yield* Bus
       const state = initialRiskState()
       const group = `${RISK_GROUP}-state`
-      const orders = yield* replayThenLive(OrdersEvents, group)
-      const approved = yield* replayThenLive(SignalsApproved, group)
-      const rejected = yield* replayThenLive(SignalsRejected, group)
-      const control = yield* replayThenLive(ControlTopic, group)
-      for (const a of approved.history) applyApproved(state, a)
-      for (const r of rejected.history) applyRejected(state, r)
-      for (const e of orders.history) applyOrder(state, e)
-      for (const c of control.history) applyControl(state, c)
+      let live = false
+      // applied on their own fibers (state mutations are synchronous): every instance's approvals, rejections and
+      // order events, so a symbol that moves here mid-run finds what its previous owner decided
+      const orders = yield* follow(OrdersEvents, group, (e) => applyOrder(state, e))
+      const approved = yield* follow(SignalsApproved, group, (a) => applyApproved(state, a))
+      const rejected = yield* follow(SignalsRejected, group, (r) => applyRejected(state, r))
+      const control = yield* follow(ControlTopic, group, (c) => {
+        applyControl(state, c)
+        if (!live) return
+        return Effect.logInfo(c.command === "pause" ? "approvals paused" : "approvals resumed", {
+          by: c.by,
+          ...(c.symbol === undefined ? {} : { symbol: c.symbol })
+        })
+      })
+      live = true
       yield* Effect.logInfo("risk state rebuilt", {
-        orderEvents: orders.history.length,
-        approvals: approved.history.length,
+        orderEvents: orders.applied(),
+        approvals: approved.applied(),
         pending: state.pending.size,
         paused: state.paused
       })
-      const inputs = Stream.mergeAll(
-        [
-          bus.subscribe(SignalsCandidate, { group: RISK_GROUP }).pipe(Stream.map((delivery): Input => ({ _tag: "Candidate", delivery }))),
-          orders.live.pipe(Stream.map((event): Input => ({ _tag: "Order", event }))),
-          control.live.pipe(Stream.map((c): Input => ({ _tag: "Control", control: c })))
-        ],
-        { concurrency: "unbounded" }
-      )
-      // our own approvals/rejections come back on these topics; they were applied when decided
-      yield* Stream.merge(approved.live, rejected.live).pipe(Stream.runDrain, Effect.forkScoped)
-      // A batch at a time: every candidate of it decided in order (order events and control messages applied where
-      // they arrived), the decisions published in one request per topic, the candidates committed once. Per
-      // candidate, a publish and a commit round trip each capped the gate at a few dozen candidates/s over Kafka.
-      yield* inputs.pipe(
-        Stream.runForEachArray((batch) =>
+      const followers = [orders, approved, rejected, control]
+      /** symbol → the assignment of its signals.candidate partition under which this instance caught up for it */
+      const caughtUpFor = new Map<string, number>()
+      // A batch at a time: every candidate of it decided in order, the decisions published in one request per
+      // topic, the candidates committed once. Per candidate, a publish and a commit round trip each capped the gate
+      // at a few dozen candidates/s over Kafka.
+      yield* bus.subscribe(SignalsCandidate, { group: RISK_GROUP }).pipe(
+        Stream.runForEachArray((candidates) =>
           Effect.gen(function*() {
-            const now = yield* Clock.currentTimeMillis
             const approvals: Array<{ readonly key: string; readonly value: Approved }> = []
             const rejections: Array<{ readonly key: string; readonly value: Rejected }> = []
-            const candidates: Array<Delivery<Candidate>> = []
-            for (const input of batch) {
-              switch (input._tag) {
-                case "Order":
-                  applyOrder(state, input.event)
-                  break
-                case "Control":
-                  applyControl(state, input.control)
-                  yield* Effect.logInfo(input.control.command === "pause" ? "approvals paused" : "approvals resumed", {
-                    by: input.control.by
-                  })
-                  break
-                case "Candidate": {
-                  const candidate = input.delivery.value
-                  candidates.push(input.delivery)
-                  const decision = decide(state, limits, candidate, now)
-                  if (candidate.emittedAt !== undefined) {
-                    yield* Metric.update(
-                      candidateToDecisionSeconds.pipe(Metric.withAttributes({ symbol: candidate.symbol })),
-                      secondsBetween(candidate.emittedAt, now)
-                    )
-                  }
-                  if (decision._tag === "Approved") {
-                    approvals.push({ key: candidate.symbol, value: decision })
-                    yield* Metric.update(approvedTotal.pipe(Metric.withAttributes({ symbol: candidate.symbol, side: decision.orderSide })), 1)
-                    yield* Effect.logInfo("approved", { id: decision.id, symbol: candidate.symbol, action: decision.action, qty: decision.qty })
-                  } else {
-                    rejections.push({ key: candidate.symbol, value: decision })
-                    yield* Metric.update(rejectedTotal.pipe(Metric.withAttributes({ symbol: candidate.symbol, reason: decision.reason })), 1)
-                    yield* Effect.logInfo("rejected", { id: decision.id, symbol: candidate.symbol, reason: decision.reason, detail: decision.detail })
-                  }
-                }
+            for (const delivery of candidates) {
+              const candidate = delivery.value
+              if (caughtUpFor.get(candidate.symbol) !== delivery.assignment) {
+                // the symbol's first candidate since its partition was (re)assigned here: whatever its previous owner
+                // approved, rejected or filled before now is applied before we decide (a redelivered candidate then
+                // gets the answer it already had)
+                yield* Effect.forEach(followers, (f) => f.caughtUp, { concurrency: "unbounded", discard: true })
+                caughtUpFor.set(candidate.symbol, delivery.assignment)
+                yield* Effect.logInfo("risk state caught up for a symbol", { symbol: candidate.symbol, partition: delivery.partition, from: delivery.offset })
+              }
+              const now = yield* Clock.currentTimeMillis
+              const decision = decide(state, limits, candidate, now)
+              if (candidate.emittedAt !== undefined) {
+                yield* Metric.update(
+                  candidateToDecisionSeconds.pipe(Metric.withAttributes({ symbol: candidate.symbol })),
+                  secondsBetween(candidate.emittedAt, now)
+                )
+              }
+              if (decision._tag === "Approved") {
+                approvals.push({ key: candidate.symbol, value: decision })
+                yield* Metric.update(approvedTotal.pipe(Metric.withAttributes({ symbol: candidate.symbol, side: decision.orderSide })), 1)
+                yield* Effect.logInfo("approved", { id: decision.id, symbol: candidate.symbol, action: decision.action, qty: decision.qty })
+              } else {
+                rejections.push({ key: candidate.symbol, value: decision })
+                yield* Metric.update(rejectedTotal.pipe(Metric.withAttributes({ symbol: candidate.symbol, reason: decision.reason })), 1)
+                yield* Effect.logInfo("rejected", { id: decision.id, symbol: candidate.symbol, reason: decision.reason, detail: decision.detail })
               }
             }
-            if (candidates.length === 0) return
             // both topics in flight together: the Kafka bus carries them in one produce request
             yield* Effect.all([bus.publishAll(SignalsApproved, approvals), bus.publishAll(SignalsRejected, rejections)], {
               concurrency: "unbounded",

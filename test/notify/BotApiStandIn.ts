@@ -37,7 +37,10 @@ export class Recorder<A> {
   private waiters: Array<() => boolean> = []
   push(a: A): void {
     this.items.push(a)
-    this.waiters = this.waiters.filter((w) => !w())
+    // a waiter resumed here may register the next one synchronously: it goes to the new list, not the one we filter
+    const waiters = this.waiters
+    this.waiters = []
+    for (const w of waiters) if (!w()) this.waiters.push(w)
   }
   /** Resolves with the first item (after `from`) matching `pred`. */
   waitFor(pred: (a: A) => boolean, from = 0): Effect.Effect<A> {
