@@ -53,7 +53,7 @@ export const prepareStore = async (dir: string, n: number): Promise<void> => {
       Effect.gen(function*() {
         const sink = yield* makeStoreSink(defaultStoreOptions)
         for (let i = 0; i < ticks.length; i += BATCH) {
-          yield* sink.offer(ticks.slice(i, i + BATCH).map((value, k) => ({ topic: "market.raw", key: value.symbol, value, partition: 0, assignment: 1, offset: i + k, commit: Effect.void })))
+          yield* sink.offer(ticks.slice(i, i + BATCH).map((value, k) => ({ topic: "market.raw", key: value.symbol, value, partition: 0, assignment: 1, assigned: Effect.succeed(true), offset: i + k, commit: Effect.void })))
         }
         yield* sink.flushAll("shutdown")
       }).pipe(Effect.provide(TickStore.layer({ dataDir: dir })))

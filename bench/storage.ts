@@ -34,7 +34,7 @@ const feedStore = (dir: string, ticks: ReadonlyArray<Tick>) =>
         for (let i = 0; i < ticks.length; i += BATCH) {
           const batch: Array<Delivery<Tick>> = []
           for (let j = i; j < Math.min(i + BATCH, ticks.length); j++) {
-            batch.push({ topic: "market.raw", key: ticks[j].symbol, value: ticks[j], partition: 0, assignment: 1, offset: j, commit: Effect.void })
+            batch.push({ topic: "market.raw", key: ticks[j].symbol, value: ticks[j], partition: 0, assignment: 1, assigned: Effect.succeed(true), offset: j, commit: Effect.void })
           }
           yield* sink.offer(batch)
         }

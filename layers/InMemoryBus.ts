@@ -162,8 +162,11 @@ export const makeInMemoryBus = (options: { readonly capacity?: number } = {}): B
         }
         // one partition, assigned to this subscription for its whole life
         const assignment = nextAssignment()
+        const current = { live: true }
+        const assigned = Effect.sync(() => current.live)
         yield* Effect.addFinalizer(() =>
           Effect.sync(() => {
+            current.live = false
             if (group !== undefined) group.active = false
           })
         )
@@ -186,7 +189,7 @@ export const makeInMemoryBus = (options: { readonly capacity?: number } = {}): B
             const offset = position + i
             const entry = slice[i]
             if (entry.schema === topic.schema) {
-              out.push({ topic: topic.name, key: entry.key, value: entry.decoded as A, partition: 0, offset, assignment, commit: commitUpTo(offset) })
+              out.push({ topic: topic.name, key: entry.key, value: entry.decoded as A, partition: 0, offset, assignment, assigned, commit: commitUpTo(offset) })
               continue
             }
             const decoded = decode(entry.value)
@@ -198,6 +201,7 @@ export const makeInMemoryBus = (options: { readonly capacity?: number } = {}): B
                 partition: 0,
                 offset,
                 assignment,
+                assigned,
                 commit: commitUpTo(offset)
               })
             } else {

@@ -625,6 +625,7 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
             const raw = message.value?.toString("utf8") ?? ""
             partitionCommits(partition, offset)
             const decoded = decode(raw)
+            const assignment = assigned.get(partition) ?? -1
             if (Exit.isSuccess(decoded)) {
               return {
                 _tag: "Delivery",
@@ -634,7 +635,8 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
                   value: decoded.value,
                   partition,
                   offset,
-                  assignment: assigned.get(partition) ?? -1,
+                  assignment,
+                  assigned: Effect.sync(() => state.live && assigned.get(partition) === assignment),
                   // built when run (a stage commits once per batch): a span made per message captures a stack
                   // trace per message, a tenth of the consumer's CPU
                   commit: ephemeral

@@ -32,6 +32,8 @@ export interface Delivery<A> {
    * changes whenever the partition is (re)assigned (new subscription, rebalance). See the module comment.
    */
   readonly assignment: number
+  /** Whether that assignment is still current (false once the partition was revoked or the subscription ended). */
+  readonly assigned: Effect.Effect<boolean>
   /** Marks this delivery and everything before it on its partition as handled by the group. */
   readonly commit: Effect.Effect<void, BusError>
 }

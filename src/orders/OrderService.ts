@@ -8,9 +8,16 @@
  * delivery before it on its partition are done (`CommitTracker`). A crash therefore redelivers at most what was not
  * finished, and redelivered approvals are recognised from `orders.events` and not sent again.
  * Control messages lift halts on /resume. A lane that fails (bus error) fails the stage, which is restarted and rebuilds.
+ *
+ * Scale-out: instances share the `orders` group; each places the orders of the symbols of its partitions of
+ * `signals.approved`. Every instance follows all of `orders.events`, so it knows every client order id sent or
+ * settled by anyone: a redelivered approval is never sent again (Binance only refuses a duplicate
+ * newClientOrderId while the first order is open). A symbol's orders left in flight are reconciled by whoever
+ * takes the symbol over, after catching up with `orders.events` (`takeOver`), never by every instance at start.
+ * An approval queued in a lane when its partition moves elsewhere is left to the new owner (`Delivery.assigned`).
  */
 import { Cause, Deferred, Effect, Queue, Stream } from "effect"
-import { Bus, type Delivery, replayThenLive } from "../bus/Bus.ts"
+import { Bus, type Delivery, follow, replayThenLive } from "../bus/Bus.ts"
 import type { BusError } from "../domain/Errors.ts"
 import type { Approved } from "../domain/Messages.ts"
 import { ControlTopic, OrdersEvents, SignalsApproved } from "../domain/Topics.ts"
@@ -56,13 +63,12 @@ export const runOrders = (options: OrderManagerOptions) =>
     Effect.gen(function*() {
       const bus = yield* Bus
       const manager = yield* makeOrderManager(options)
-      const events = yield* replayThenLive(OrdersEvents, `${ORDERS_GROUP}-state`)
-      manager.rebuild(events.history)
-      yield* Effect.logInfo("order state rebuilt", { orderEvents: events.history.length, inFlight: yield* manager.inFlight })
+      // every instance's order events, history then live: what was sent, settled or is in flight, whoever sent it
+      const events = yield* follow(OrdersEvents, `${ORDERS_GROUP}-state`, manager.observe)
+      yield* Effect.logInfo("order state rebuilt", { orderEvents: events.applied(), inFlight: yield* manager.inFlight })
       yield* manager.refreshRules.pipe(
         Effect.catch((e) => Effect.logWarning("exchange filters not loaded yet; will retry on first order", { error: e._tag }))
       )
-      yield* events.live.pipe(Stream.runForEach((e) => Effect.sync(() => manager.observe(e))), Effect.forkScoped)
       const control = yield* replayThenLive(ControlTopic, `${ORDERS_GROUP}-control`)
       yield* control.live.pipe(Stream.runForEach((c) => Effect.sync(() => manager.control(c))), Effect.forkScoped)
 
@@ -83,19 +89,39 @@ export const runOrders = (options: OrderManagerOptions) =>
           return queue
         })
 
-      for (const o of yield* manager.inFlightOrders) yield* Queue.offer(yield* laneFor(o.symbol), o.reconcile)
+      /** symbol → the assignment of its signals.approved partition under which this instance took the symbol over */
+      const ownedUnder = new Map<string, number>()
+      /**
+       * The symbol's first approval since its partition was (re)assigned here (start, restart, rebalance): catch up
+       * with orders.events (what the previous owner sent and settled, up to now), then reconcile the symbol's orders
+       * left in flight, in its lane, ahead of its new approvals. Redelivered approvals are then recognised.
+       */
+      const takeOver = (d: Delivery<Approved>) =>
+        Effect.gen(function*() {
+          const symbol = d.value.candidate.symbol
+          yield* events.caughtUp
+          ownedUnder.set(symbol, d.assignment)
+          const open = (yield* manager.inFlightOrders).filter((o) => o.symbol === symbol)
+          if (open.length > 0) yield* Effect.logWarning("reconciling orders left in flight", { symbol, count: open.length })
+          const lane = yield* laneFor(symbol)
+          for (const o of open) yield* Queue.offer(lane, o.reconcile)
+        })
 
       const tracker = makeCommitTracker<Delivery<Approved>>()
       const consume = bus.subscribe(SignalsApproved, { group: ORDERS_GROUP }).pipe(
         Stream.runForEach((d) =>
           Effect.gen(function*() {
+            if (ownedUnder.get(d.value.candidate.symbol) !== d.assignment) yield* takeOver(d)
             tracker.track(d)
-            const job = manager.handle(d.value).pipe(
-              Effect.andThen(Effect.suspend(() => {
-                const committable = tracker.done(d)
-                return committable === undefined ? Effect.void : committable.commit
-              }))
-            )
+            const job = Effect.gen(function*() {
+              // queued here before the partition moved to another instance: the new owner handles it (uncommitted)
+              if (!(yield* d.assigned)) {
+                return yield* Effect.logInfo("approval left to the partition's new owner", { signalId: d.value.id, partition: d.partition })
+              }
+              yield* manager.handle(d.value)
+              const committable = tracker.done(d)
+              if (committable !== undefined) yield* committable.commit
+            })
             yield* Queue.offer(yield* laneFor(d.value.candidate.symbol), job)
           })
         )

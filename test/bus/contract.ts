@@ -217,6 +217,15 @@ export const busContract = (name: string, busLayer: Layer.Layer<Bus, unknown>) =
           assert.strictEqual(used.size, byPartition.size)
           const second = yield* take(topic, group, 30)
           for (const d of second) assert.isFalse(used.has(d.assignment), "a new subscription is a new assignment")
+          // current while the subscription runs, not after it ended
+          assert.isFalse(yield* first[0].assigned)
+          const bus = yield* Bus
+          const whileRunning = yield* bus.subscribe(topic, { group: unique("g") }).pipe(
+            Stream.mapEffect((d) => d.assigned),
+            Stream.take(3),
+            Stream.runCollect
+          )
+          assert.deepStrictEqual(whileRunning, [true, true, true])
         }))
 
       it.effect("follow applies the history, then live messages; caughtUp waits for everything published before it", () =>

@@ -151,6 +151,7 @@ describe("tick store", () => {
         value: mkTick("BTCUSDT", offset + 1, T0 + offset, 100),
         partition: 0,
         assignment: 1,
+        assigned: Effect.succeed(true),
         offset,
         commit: Effect.sync(() => void committed.push(offset))
       })
