@@ -16,6 +16,12 @@
  *   flight, highest offset per partition, held over a rejoin). After the subscription has ended it is written with
  *   the admin's OffsetCommit (`alterConsumerGroupOffsets`, public API here), which Kafka accepts only while the group
  *   has no members: with a member present it fails with BusError, as in KafkaBus.
+ * - Assignments: on each `consumer:group:join` the partitions newly assigned (`consumer.assignments`) get a new
+ *   assignment number; partitions kept across the rebalance keep theirs (platformatic's stream goes on from where it
+ *   was for them, so their buffered deliveries stay valid); revoked ones lose theirs, and their deliveries still
+ *   buffered are dropped at the head of the stream (the new owner reads them from the committed offset).
+ * - `readPartition`: a throw-away group whose offsets are set first (admin OffsetCommit) to the range's start on that
+ *   partition and to the end on the others, consumed in `committed` mode, deleted afterwards.
  * - Undecodable messages are dead-lettered at the head of the stream and committed only once every earlier delivery
  *   of their partition is committed (same bookkeeping as KafkaBus). Ephemeral readers use a throw-away group, read
  *   from the earliest offset and never commit.
@@ -35,7 +41,18 @@ import {
   stringSerializers
 } from "@platformatic/kafka"
 import { randomUUID } from "node:crypto"
-import { Bus, type BusShape, decodeReason, type Delivery, type EndOffsets, recordDeadLetter, type SubscribeOptions, topicCodec } from "../src/bus/Bus.ts"
+import {
+  Bus,
+  type BusShape,
+  decodeReason,
+  type Delivery,
+  type EndOffsets,
+  nextAssignment,
+  type PartitionRecord,
+  recordDeadLetter,
+  type SubscribeOptions,
+  topicCodec
+} from "../src/bus/Bus.ts"
 import { BusError } from "../src/domain/Errors.ts"
 import { AllTopics, DeadLetters, type Topic } from "../src/domain/Topics.ts"
 import { config, type KafkaBusOptions } from "./KafkaOptions.ts"
@@ -359,6 +376,92 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
         return total
       }).pipe(Effect.withSpan("PlatformaticKafkaBus.lag", { attributes: { topic: topic.name, group } }))
 
+    /** Longest a `readPartition` may take (group join + fetches) before it fails with BusError. */
+    const readTimeout = Duration.seconds(30)
+
+    const readPartition = <A>(topic: Topic<A>, partition: number, from: number, to: number) =>
+      Effect.gen(function*() {
+        yield* ensureTopic(topic.name)
+        const lows = yield* offsetsAt("readPartition", topic.name, -2n)
+        const highs = yield* offsetsAt("readPartition", topic.name, -1n)
+        const high = highs.get(partition)
+        if (high === undefined) return [] as ReadonlyArray<PartitionRecord<A>>
+        const start = Math.max(from, lows.get(partition) ?? 0)
+        const end = Math.min(to, high)
+        if (start >= end) return [] as ReadonlyArray<PartitionRecord<A>>
+        const groupId = `${options.clientId}.read.${randomUUID()}`
+        // the throw-away group starts at `start` on this partition and at the end of every other: it fetches the range only
+        yield* attempt("readPartition", topic.name, () =>
+          admin.alterConsumerGroupOffsets({
+            groupId,
+            topics: [{
+              name: topic.name,
+              partitionOffsets: [...highs].map(([p, h]) => ({ partition: p, offset: BigInt(p === partition ? start : h) }))
+            }]
+          }))
+        const { decode } = topicCodec(topic)
+        const consumer = new Consumer<string, string, string, string>({
+          ...base,
+          groupId,
+          sessionTimeout,
+          heartbeatInterval,
+          rebalanceTimeout: Math.max(sessionTimeout, 10_000),
+          maxWaitTime,
+          minBytes: 1,
+          autocommit: false,
+          deserializers: stringDeserializers
+        })
+        consumers.add(consumer)
+        logErrors(consumer, "reader")
+        let stream: MessagesStream<string, string, string, string> | undefined
+        const fetched = Effect.callback<ReadonlyArray<PartitionRecord<A>>, BusError>((resume) => {
+          const out: Array<PartitionRecord<A>> = []
+          let finished = false
+          const finish = (effect: Effect.Effect<ReadonlyArray<PartitionRecord<A>>, BusError>) => {
+            if (finished) return
+            finished = true
+            resume(effect)
+          }
+          const failWith = (error: unknown) =>
+            finish(Effect.fail(new BusError({ operation: "readPartition", topic: topic.name, message: messageOf(error) })))
+          consumer
+            .consume({
+              topics: [topic.name],
+              mode: "committed",
+              fallbackMode: "earliest",
+              autocommit: false,
+              sessionTimeout,
+              heartbeatInterval,
+              rebalanceTimeout: Math.max(sessionTimeout, 10_000)
+            })
+            .then((s) => {
+              stream = s
+              s.on("data", (message: Msg) => {
+                if (finished || message.partition !== partition) return
+                const offset = Number(message.offset)
+                if (offset >= start && offset < end) {
+                  const decoded = decode(message.value ?? "")
+                  if (Exit.isSuccess(decoded)) out.push({ key: message.key ?? "", value: decoded.value, offset })
+                }
+                if (offset + 1 >= end) finish(Effect.succeed(out))
+              })
+              s.on("error", failWith)
+            }, failWith)
+        })
+        return yield* fetched.pipe(
+          Effect.timeoutOrElse({
+            duration: readTimeout,
+            orElse: () =>
+              Effect.fail(new BusError({ operation: "readPartition", topic: topic.name, message: `range not read within ${Duration.format(readTimeout)}` }))
+          }),
+          Effect.ensuring(
+            Effect.suspend(() => closeConsumer(consumer, stream)).pipe(
+              Effect.andThen(Effect.promise(() => admin.deleteGroups({ groups: [groupId] }).catch(() => undefined)))
+            )
+          )
+        )
+      }).pipe(Effect.withSpan("PlatformaticKafkaBus.readPartition", { attributes: { topic: topic.name, partition, from, to } }))
+
     const deadLetterCodec = topicCodec(DeadLetters)
 
     /** Durable subscriptions of this process by `topic/group`, and whether each one's consumer is a live group member. */
@@ -415,11 +518,19 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
             set.add(member)
             yield* Effect.addFinalizer(() => Effect.sync(() => set.delete(member)))
           }
+          /** Partition → its current assignment number (see the module comment). */
+          const assigned = new Map<number, number>()
           consumer.on("consumer:group:join", () => {
             if (state.live && !lifecycle.closed) member.joined = true
+            const now = new Set((consumer.assignments ?? []).filter((a) => a.topic === topic.name).flatMap((a) => a.partitions))
+            for (const partition of [...assigned.keys()]) if (!now.has(partition)) assigned.delete(partition)
+            for (const partition of now) if (!assigned.has(partition)) assigned.set(partition, nextAssignment())
           })
           consumer.on("consumer:group:rebalance", () => (member.joined = false))
-          consumer.on("consumer:group:leave", () => (member.joined = false))
+          consumer.on("consumer:group:leave", () => {
+            member.joined = false
+            assigned.clear()
+          })
           // A rejoin that failed after platformatic's retries: the stage restarts with a new consumer.
           consumer.on("error", (error) => fail(`consumer: ${messageOf(error)}`))
 
@@ -456,6 +567,7 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
             // the message's own commit: offset + 1, coalesced by platformatic's stream
             const commitOwn = () => message.commit() as Promise<void>
             const decoded = decode(raw)
+            const assignment = assigned.get(partition) ?? -1
             if (Exit.isSuccess(decoded)) {
               return {
                 _tag: "Delivery",
@@ -465,6 +577,8 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
                   value: decoded.value,
                   partition,
                   offset,
+                  assignment,
+                  assigned: Effect.sync(() => state.live && assigned.get(partition) === assignment),
                   commit: ephemeral
                     ? Effect.void
                     : Effect.suspend(() =>
@@ -548,8 +662,13 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
           return Stream.fromQueue(queue).pipe(
             Stream.filterMapEffect((item: Item<A>) =>
               item._tag === "Delivery"
-                ? Effect.succeed(Result.succeed(item.delivery))
-                : deadLetter(item).pipe(Effect.as(Result.fail(item)))
+                ? Effect.succeed(
+                  // its partition was revoked since it was fetched: not ours to act on (see the module comment)
+                  assigned.get(item.delivery.partition) === item.delivery.assignment
+                    ? Result.succeed(item.delivery)
+                    : Result.fail<Item<A>>(item)
+                )
+                : deadLetter(item).pipe(Effect.as(Result.fail<Item<A>>(item)))
             )
           )
         }).pipe(Effect.withSpan("PlatformaticKafkaBus.subscribe", { attributes: { topic: topic.name, group: subscribeOptions.group } }))
@@ -561,6 +680,7 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
       publishRaw,
       subscribe,
       endOffsets,
+      readPartition,
       lag,
       ready: Effect.sync(() => !lifecycle.closed && status.healthy),
       consuming: (topic, group) =>
