@@ -41,12 +41,13 @@ describe("risk gate over the bus: symbols moving between instances", () => {
       yield* bus.publish(SignalsCandidate, "BTCUSDT", candidate("BTCUSDT", "LONG", 20))
       yield* bus.publish(SignalsCandidate, "BTCUSDT", candidate("BTCUSDT", "SHORT", 30))
       const close = yield* approvals.waitFor((a) => a.id === "BTCUSDT-30-S")
+      const second = yield* rejections.waitFor((r) => r.id === "BTCUSDT-20-L")
       // the redelivered candidate: the same approval again (same id, its original time), not a PositionOpen rejection
       assert.isUndefined(rejections.items.find((r) => r.id === long.id), "no conflicting decision for a redelivered candidate")
       const again = approvals.items.filter((a) => a.id === long.id)
       assert.isTrue(again.every((a) => a.ts === theirs.ts))
       // the position the other instance opened is known: a second LONG is refused, the SHORT closes it
-      assert.strictEqual(rejections.items.find((r) => r.id === "BTCUSDT-20-L")?.reason, "PositionOpen")
+      assert.strictEqual(second.reason, "PositionOpen")
       assert.strictEqual(close.action, "CLOSE")
       assert.strictEqual(close.qty, 0.001)
     }).pipe(Effect.provide(InMemoryBus.layerTest())))
