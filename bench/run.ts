@@ -3,7 +3,7 @@
  * subject, …, each in a fresh process), so a busy machine slows both alike; the ratio is the figure that travels.
  * Writes BENCHMARKS.md: machine, Node, date, load before/after, per figure the median of RUNS runs and its spread.
  *
- *   node bench/run.ts [--runs N] [--only tick,kafka,stages,store,replay,extra]
+ *   node bench/run.ts [--runs N] [--only tick,kafka,stages,store,replay,extra|ml|backfill]
  *   node bench/run.ts --child <name> [args…]     one measurement, JSON on stdout (used by the parent)
  *
  * Scenarios (each a function with its floor next to it): tickToOrder.ts (tick → order, measured by the simulator),
@@ -251,7 +251,7 @@ ${parts.join("\n")}
  * is run when it exists (bench/ml.ts, bench/backfill.ts).
  */
 const extraSection = async () => {
-  if (existsSync(join(import.meta.dirname, "backtest.ts"))) {
+  if (want("extra") && existsSync(join(import.meta.dirname, "backtest.ts"))) {
     try {
       const out = JSON.parse(execFileSync(process.execPath, [join(import.meta.dirname, "backtest.ts"), "1000000"], { encoding: "utf8", maxBuffer: 16 << 20, timeout: 600_000 })) as {
         single: { ticksPerSec: number; processCpuSeconds?: number; ticks: number }
@@ -270,6 +270,7 @@ const extraSection = async () => {
     }
   }
   for (const name of ["ml", "backfill"]) {
+    if (!want("extra") && !want(name)) continue
     const file = join(import.meta.dirname, `${name}.ts`)
     if (!existsSync(file)) continue
     const mod = (await import(file)) as { benchSection?: (runs: number) => Promise<string> }
@@ -285,7 +286,7 @@ const main = async () => {
   if (want("kafka")) await kafkaSection()
   if (want("stages")) await stagesSection()
   if (want("store") || want("replay")) await storageSection()
-  if (want("extra")) await extraSection()
+  if (want("extra") || want("ml") || want("backfill")) await extraSection()
   const loadAfter = loadavg()
   const cpu = cpus()
   const fmtLoad = (l: ReadonlyArray<number>) => l.map((x) => x.toFixed(2)).join(" / ")
