@@ -32,6 +32,8 @@ export interface PipelineRun {
   /** CPU of the service processes, % of one core over the measured window; their RSS summed. */
   readonly cpuPct: number
   readonly rssMb: number
+  /** Per service: CPU % of one core over the measured window. */
+  readonly cpuByStage: Record<string, number>
   /** CPU of the simulator, % of one core (its own ceiling is part of the floor). */
   readonly simCpuPct: number
   /** Trades sent − ticks on market.raw, at the end of the window. */
@@ -199,8 +201,11 @@ export const kafkaPipelineRun = async (
     }
     let cpu = 0
     let rss = 0
+    const cpuByStage: Record<string, number> = {}
     after.forEach((a, i) => {
-      cpu += (a?.cpuSec ?? 0) - (before[i]?.cpuSec ?? 0)
+      const used = (a?.cpuSec ?? 0) - (before[i]?.cpuSec ?? 0)
+      cpuByStage[services[i].stage] = Math.round((100 * used) / wall)
+      cpu += used
       rss += a?.rssMb ?? 0
     })
     const l = sorted(r.latencies)
@@ -213,6 +218,7 @@ export const kafkaPipelineRun = async (
       sentPerSec: r.trades / r.measuredSec,
       cpuPct: (100 * cpu) / wall,
       rssMb: rss,
+      cpuByStage,
       simCpuPct: (100 * ((simAfter?.cpuSec ?? 0) - (simBefore?.cpuSec ?? 0))) / wall,
       ingestBacklog,
       lag,
