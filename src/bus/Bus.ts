@@ -8,7 +8,7 @@
  * - a new group starts at `start` ("earliest" by default, so nothing is lost);
  * - an ephemeral subscription never commits and starts at the earliest offset: it is how stages rebuild state.
  */
-import { Clock, Context, Effect, Metric, Pull, Schema, Stream } from "effect"
+import { Clock, Context, Effect, Fiber, Metric, Pull, Schema, Stream } from "effect"
 import type { Exit } from "effect"
 import type { Scope } from "effect"
 import { BusError } from "../domain/Errors.ts"
@@ -140,6 +140,35 @@ export const commitBatch = (deliveries: ReadonlyArray<Delivery<unknown>>): Effec
   for (const d of deliveries) last.set(d.partition, d)
   // concurrently: a backend may carry the partitions' commits in one request
   return Effect.forEach(last.values(), (d) => d.commit, { discard: true, concurrency: "unbounded" })
+}
+
+/**
+ * Commits batch after batch without holding the next batch for the commit's round trip: a batch's commit runs
+ * (in a child fiber of the stage) while the next batch is handled, and is awaited before the next commit is issued,
+ * so a commit failure still fails the stage, one batch later. Commits stay in order and cumulative per partition;
+ * a stage stopped between the two only has its last batch redelivered (at-least-once, as any crash). The drain waits
+ * for lag 0 at the broker, so it sees the last commit land.
+ */
+export const makeCommitBehind = (): {
+  readonly commit: (deliveries: ReadonlyArray<Delivery<unknown>>) => Effect.Effect<void, BusError>
+  /** Waits for the commit in flight (raising its error), e.g. when the input ended. */
+  readonly flush: Effect.Effect<void, BusError>
+} => {
+  let previous: Fiber.Fiber<void, BusError> | undefined
+  const flush = Effect.suspend(() => {
+    const p = previous
+    previous = undefined
+    return p === undefined ? Effect.void : Fiber.join(p)
+  })
+  return {
+    flush,
+    commit: (deliveries) =>
+      Effect.flatMap(flush, () =>
+        Effect.map(Effect.forkChild(commitBatch(deliveries)), (fiber) => {
+          previous = fiber
+        })
+      )
+  }
 }
 
 /**

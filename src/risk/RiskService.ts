@@ -4,7 +4,7 @@
  * are decided while order events and control messages keep the state current.
  */
 import { Clock, Config, Effect, Metric, Stream } from "effect"
-import { Bus, commitBatch, type Delivery, replayThenLive } from "../bus/Bus.ts"
+import { Bus, type Delivery, makeCommitBehind, replayThenLive } from "../bus/Bus.ts"
 import { inRange } from "../runtime/Settings.ts"
 import type { Approved, Candidate, Control, OrderEvent, Rejected } from "../domain/Messages.ts"
 import { ControlTopic, OrdersEvents, SignalsApproved, SignalsCandidate, SignalsRejected } from "../domain/Topics.ts"
@@ -82,6 +82,8 @@ export const runRisk = (limits: RiskLimits) =>
       // A batch at a time: every candidate of it decided in order (order events and control messages applied where
       // they arrived), the decisions published in one request per topic, the candidates committed once. Per
       // candidate, a publish and a commit round trip each capped the gate at a few dozen candidates/s over Kafka.
+      // the commit of a batch overlaps the next batch (see makeCommitBehind)
+      const committer = makeCommitBehind()
       yield* inputs.pipe(
         Stream.runForEachArray((batch) =>
           Effect.gen(function*() {
@@ -128,9 +130,10 @@ export const runRisk = (limits: RiskLimits) =>
               concurrency: "unbounded",
               discard: true
             })
-            yield* commitBatch(candidates)
+            yield* committer.commit(candidates)
           })
-        )
+        ),
+        Effect.andThen(committer.flush)
       )
     })
   ).pipe(Effect.annotateLogs({ stage: "risk" }))

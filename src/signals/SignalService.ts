@@ -1,6 +1,6 @@
 /** Runs the signal worker over the bus: `market.raw` → `signals.candidate`, committing after publishing. */
 import { Clock, Config, Effect, Metric, Option, Stream } from "effect"
-import { Bus, commitBatch } from "../bus/Bus.ts"
+import { Bus, makeCommitBehind } from "../bus/Bus.ts"
 import type { Candidate } from "../domain/Messages.ts"
 import { MarketRaw, SignalsCandidate } from "../domain/Topics.ts"
 import { LATENCY_BUCKETS_SECONDS, secondsBetween, tickToCandidateSeconds } from "../observability/Metrics.ts"
@@ -85,6 +85,8 @@ export const runSignalsWith = (model: Option.Option<SignalModelOptions>) =>
         trainedTo: new Date(gate.scorer.sidecar.trainedOn.to).toISOString()
       })
     }
+    // the commit of a batch overlaps the next batch (one round trip per batch instead of two)
+    const committer = makeCommitBehind()
     yield* bus.subscribe(MarketRaw, { group: SIGNALS_GROUP }).pipe(
       Stream.runForEachArray((deliveries) =>
         Effect.gen(function*() {
@@ -144,8 +146,9 @@ export const runSignalsWith = (model: Option.Option<SignalModelOptions>) =>
             }
             yield* Metric.update(candidatesTotal, out.length)
           }
-          yield* commitBatch(deliveries)
+          yield* committer.commit(deliveries)
         })
-      )
+      ),
+      Effect.andThen(committer.flush)
     )
   }).pipe(Effect.scoped, Effect.annotateLogs({ stage: "signals" }))
