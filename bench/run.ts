@@ -3,7 +3,7 @@
  * subject, …, each in a fresh process), so a busy machine slows both alike; the ratio is the figure that travels.
  * Writes BENCHMARKS.md: machine, Node, date, load before/after, per figure the median of RUNS runs and its spread.
  *
- *   node bench/run.ts [--runs N] [--only tick,kafka,stages,store,replay,extra]
+ *   node bench/run.ts [--runs N] [--only tick,kafka,stages,store,replay,extra|ml|backfill]
  *   node bench/run.ts --child <name> [args…]     one measurement, JSON on stdout (used by the parent)
  *
  * Scenarios (each a function with its floor next to it): tickToOrder.ts (tick → order, measured by the simulator),
@@ -16,6 +16,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { cpus, loadavg, tmpdir, totalmem } from "node:os"
 import { join } from "node:path"
 import { kafkaBusFigures, kafkajsFloor, platformaticFloor } from "./kafka.ts"
+import { pipelineSection } from "./kafkaPipeline.ts"
 import { cliBefore, k, median, ms, ratio, root, spread } from "./lib.ts"
 import { decodeFloor, decodeStage, makeFrames, makeTicks, signalRiskFloor, signalRiskStage } from "./stages.ts"
 import { replayFloor, replayProcess, storeFloor, storeStage, writeForeignTree, writeOwnTree } from "./storage.ts"
@@ -132,23 +133,7 @@ const kafkaSection = async () => {
       ratio(median(runs.map((r) => r.perSec)) / median(base.map((r) => r.perSec)))
     } |`
   )
-  const pipeline = await interleaved<LatencyRun>([
-    ["kafka", () => tickToOrderRun("kafka", 1_000, 8, 4)],
-    ...(cliBefore === undefined ? [] : [["kafka-before", () => tickToOrderRun("kafka-before", 1_000, 8, 4)] as const])
-  ])
-  const runs = pipeline.get("kafka")!
-  const before = pipeline.get("kafka-before")
-  const beforeLine = before === undefined
-    ? ""
-    : ` **Before** this work (BENCH_BEFORE checkout, same run, interleaved): p50 ${spread(before.map((r) => r.p50), ms)} ms, p99 ${spread(before.map((r) => r.p99), ms)} ms, ${median(before.map((r) => r.orders))} orders, backlog at end ${spread(before.map((r) => r.backlog ?? Number.NaN), (x) => x.toFixed(0))} ticks (this checkout: ${spread(runs.map((r) => r.backlog ?? Number.NaN), (x) => x.toFixed(0))}).`
-  const sustained: Array<string> = []
-  for (const rate of [2_000, 5_000, 10_000, 20_000, 50_000]) {
-    const r = await tickToOrderRun("kafka", rate, 6, 3)
-    log(`kafka sustained ${rate}/s: ${JSON.stringify(r)}`)
-    const kept = (r.backlog ?? Number.POSITIVE_INFINITY) <= rate * 0.5
-    sustained.push(`| ${rate.toLocaleString("en-US")}/s | ${r.backlog ?? "–"} | ${kept ? "yes" : "no"} | ${ms(r.p50)} | ${ms(r.p99)} | ${r.cpuPct.toFixed(0)} % |`)
-    if (!kept) break
-  }
+  const pipeline = await pipelineSection(interleaved, log, { ms, spread, median }, median(base.map((r) => r.p50)), cliBefore)
   sections.push(`## 2. Over Kafka (local single-node broker)
 
 Floors: a bare producer → consumer round trip in one process per client (idempotent producer, acks=all, 3 partitions, consumer max wait 50 ms), one message every 3 ms for latency; ${k(KAFKA_N)} tick-sized JSON messages in 1,000-message sends, consumed and committed per batch, for throughput. **KafkaBus**: the same through our Bus (Schema encode/decode, queue, stream, \`commitBatch\`).
@@ -157,14 +142,7 @@ Floors: a bare producer → consumer round trip in one process per client (idemp
 |---|---|---|---|---|
 ${floorRows.join("\n")}
 
-Tick → order with \`autotrader service ingest|signals|risk|orders\` as four processes over the broker (BUS=kafka, fresh topic prefix per run), 1,000 trades/s, same simulator and measure as §1: p50 ${spread(runs.map((r) => r.p50), ms)} ms, p99 ${spread(runs.map((r) => r.p99), ms)} ms, max ${spread(runs.map((r) => r.max), ms)} ms, ${median(runs.map((r) => r.orders))} orders per run, CPU of the four ${median(runs.map((r) => r.cpuPct)).toFixed(0)} %, RSS ${median(runs.map((r) => r.rssMb)).toFixed(0)} MB. Against the kafkajs round-trip floor p50: ${ratio(median(runs.map((r) => r.p50)) / median(base.map((r) => r.p50)))} (three hops: market.raw, signals.candidate, signals.approved).${beforeLine}
-
-Sustained rate: the simulator offers the rate for 6 s after a 3 s warm-up; **backlog** at the end = trades sent − ticks on market.raw + the signals group's lag on market.raw. Sustained while the backlog stays under half a second of trades.
-
-| offered | backlog at end | sustained | p50 ms | p99 ms | CPU (4 processes) |
-|---|---|---|---|---|---|
-${sustained.join("\n")}
-`)
+${pipeline}`)
 }
 
 /** (3) stage throughput on one core. */
@@ -251,7 +229,7 @@ ${parts.join("\n")}
  * is run when it exists (bench/ml.ts, bench/backfill.ts).
  */
 const extraSection = async () => {
-  if (existsSync(join(import.meta.dirname, "backtest.ts"))) {
+  if (want("extra") && existsSync(join(import.meta.dirname, "backtest.ts"))) {
     try {
       const out = JSON.parse(execFileSync(process.execPath, [join(import.meta.dirname, "backtest.ts"), "1000000"], { encoding: "utf8", maxBuffer: 16 << 20, timeout: 600_000 })) as {
         single: { ticksPerSec: number; processCpuSeconds?: number; ticks: number }
@@ -270,6 +248,7 @@ const extraSection = async () => {
     }
   }
   for (const name of ["ml", "backfill"]) {
+    if (!want("extra") && !want(name)) continue
     const file = join(import.meta.dirname, `${name}.ts`)
     if (!existsSync(file)) continue
     const mod = (await import(file)) as { benchSection?: (runs: number) => Promise<string> }
@@ -285,7 +264,7 @@ const main = async () => {
   if (want("kafka")) await kafkaSection()
   if (want("stages")) await stagesSection()
   if (want("store") || want("replay")) await storageSection()
-  if (want("extra")) await extraSection()
+  if (want("extra") || want("ml") || want("backfill")) await extraSection()
   const loadAfter = loadavg()
   const cpu = cpus()
   const fmtLoad = (l: ReadonlyArray<number>) => l.map((x) => x.toFixed(2)).join(" / ")

@@ -27,8 +27,8 @@
  * - Ephemeral readers use a throw-away group id, read from the earliest offset and never commit; they log and count
  *   undecodable messages but do not publish dead letters (a replay on every restart would duplicate them).
  */
-import { Cause, Clock, Config, Duration, Effect, Exit, Layer, Metric, Queue, Result, Schedule, Stream } from "effect"
-import type { Scope } from "effect"
+import { Cause, Clock, Config, Duration, Effect, Exit, Layer, Metric, Queue, Schedule, Stream } from "effect"
+import type { Array as Arr, Pull, Scope } from "effect"
 import { Kafka, logLevel, Partitioners } from "kafkajs"
 import type { Admin, Consumer, EachBatchPayload, KafkaMessage, LogEntry, Producer } from "kafkajs"
 import { randomUUID } from "node:crypto"
@@ -127,6 +127,54 @@ interface PartitionCommits {
   readonly deadLettered: Set<number>
 }
 
+/**
+ * The stream side of a subscription: the buffer's items as arrays of deliveries, without an Effect per message.
+ * An undecodable item is dead-lettered when it reaches the head, i.e. once the stage has pulled every delivery
+ * before it: a pulled array is cut at the first undecodable item and the rest kept for the next pull.
+ */
+const deliveriesOf = <A, E>(
+  pull: Pull.Pull<Arr.NonEmptyReadonlyArray<Item<A>>, E, void>,
+  deadLetter: (item: Extract<Item<A>, { _tag: "Undecodable" }>) => Effect.Effect<void, BusError>,
+  /** Whether a delivery's assignment is still current: one fetched under an ended assignment is dropped. */
+  current: (delivery: Delivery<A>) => boolean
+): Pull.Pull<Arr.NonEmptyReadonlyArray<Delivery<A>>, E | BusError, void> => {
+  let rest: ReadonlyArray<Item<A>> = []
+  const next = (items: ReadonlyArray<Item<A>>): Pull.Pull<Arr.NonEmptyReadonlyArray<Delivery<A>>, E | BusError, void> => {
+    let lead = 0
+    while (lead < items.length && items[lead]._tag === "Undecodable") lead++
+    if (lead > 0) {
+      const letters = items.slice(0, lead) as Array<Extract<Item<A>, { _tag: "Undecodable" }>>
+      const after = items.slice(lead)
+      return Effect.flatMap(
+        Effect.forEach(letters, deadLetter, { discard: true }),
+        () => (after.length > 0 ? next(after) : Effect.flatMap(pull, next))
+      )
+    }
+    let end = 0
+    while (end < items.length && items[end]._tag === "Delivery") end++
+    rest = end < items.length ? items.slice(end) : []
+    const out: Array<Delivery<A>> = []
+    for (let i = 0; i < end; i++) {
+      const delivery = (items[i] as Extract<Item<A>, { _tag: "Delivery" }>).delivery
+      if (current(delivery)) out.push(delivery)
+    }
+    if (out.length === 0) {
+      // all of them fetched under an assignment that has ended: not ours to act on (see the module comment)
+      if (rest.length === 0) return Effect.flatMap(pull, next)
+      const more = rest
+      rest = []
+      return next(more)
+    }
+    return Effect.succeed(out as unknown as Arr.NonEmptyReadonlyArray<Delivery<A>>)
+  }
+  return Effect.suspend(() => {
+    if (rest.length === 0) return Effect.flatMap(pull, next)
+    const items = rest
+    rest = []
+    return next(items)
+  })
+}
+
 export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError, Scope.Scope> =>
   Effect.gen(function*() {
     const bufferSize = options.bufferSize ?? 4096
@@ -215,15 +263,18 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
      * a broker that has just started or just created many topics can take seconds until the leaders show up.
      */
     const ensureTopic = (name: string): Effect.Effect<void, BusError> =>
-      attempt("createTopic", name, () => {
+      // every publish asks: a topic known to exist costs nothing (no promise, no retry schedule)
+      existing.has(name) ? Effect.void : attempt("createTopic", name, () => {
         let pending = created.get(name)
         if (pending === undefined) {
           pending = createTopics([name])
           created.set(name, pending)
-          pending.catch(() => created.delete(name))
+          pending.then(() => existing.add(name), () => created.delete(name))
         }
         return pending
       }).pipe(Effect.retry(topicBackoff))
+    /** Topics whose creation has succeeded in this process. */
+    const existing = new Set<string>()
 
     const topicBackoff = Schedule.exponential("100 millis", 2).pipe(
       Schedule.modifyDelay(({ duration }) => Effect.succeed(Duration.min(duration, Duration.seconds(1)))),
@@ -240,7 +291,10 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
       yield* attempt("connect", "*", () => producer.connect())
       const names = AllTopics.map((t) => t.name)
       yield* attempt("createTopics", names.join(","), () => createTopics(names))
-      for (const name of names) created.set(name, Promise.resolve())
+      for (const name of names) {
+        created.set(name, Promise.resolve())
+        existing.add(name)
+      }
     }).pipe(
       Effect.tapError((e) => Effect.logWarning("Kafka not reachable yet, retrying", { brokers: options.brokers, error: e.message })),
       Effect.retry(backoff)
@@ -668,14 +722,31 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
             }
           }
 
+          /**
+           * A fetched batch goes into the buffer as a whole when it has room (one offer, one resolveOffset), else as
+           * much as fits and then one message at a time as room appears (back-pressure). Offering message by
+           * message, each through a promise, cost a microtask turn per message.
+           */
           const eachBatch = async (payload: EachBatchPayload): Promise<void> => {
             const { batch } = payload
-            for (const message of batch.messages) {
+            const messages = batch.messages
+            if (messages.length === 0) return
+            const items = messages.map((message) => toItem(batch.partition, message))
+            let at = 0
+            while (at < items.length) {
               if (!state.live || !payload.isRunning() || payload.isStale()) return
-              const { offered, rejoin } = await offer(toItem(batch.partition, message), payload)
+              const left = Queue.offerAllUnsafe(queue, at === 0 ? items : items.slice(at)).length
+              const taken = items.length - at - left
+              if (taken > 0) {
+                at += taken
+                // Fetch position only: the group's offset moves on Delivery.commit.
+                payload.resolveOffset(messages[at - 1].offset)
+                continue
+              }
+              const { offered, rejoin } = await offer(items[at], payload)
               if (!offered) return
-              // Fetch position only: the group's offset moves on Delivery.commit.
-              payload.resolveOffset(message.offset)
+              at++
+              payload.resolveOffset(messages[at - 1].offset)
               if (rejoin) return
             }
           }
@@ -714,18 +785,7 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
               else c.deadLettered.add(item.offset)
             })
 
-          return Stream.fromQueue(queue).pipe(
-            Stream.filterMapEffect((item: Item<A>) =>
-              item._tag === "Delivery"
-                ? Effect.succeed(
-                  // fetched under an assignment that has ended: not ours to act on (see the module comment)
-                  assigned.get(item.delivery.partition) === item.delivery.assignment
-                    ? Result.succeed(item.delivery)
-                    : Result.fail<Item<A>>(item)
-                )
-                : deadLetter(item).pipe(Effect.as(Result.fail<Item<A>>(item)))
-            )
-          )
+          return Stream.transformPull(Stream.fromQueue(queue), (pull) => Effect.succeed(deliveriesOf(pull, deadLetter, (d) => assigned.get(d.partition) === d.assignment)))
         }).pipe(Effect.withSpan("KafkaBus.subscribe", { attributes: { topic: topic.name, group: subscribeOptions.group } }))
       )
 

@@ -49,9 +49,10 @@ process.on("message", (m: { type: string }) => {
     if (now >= measureFrom) measuredTrades += Math.max(due, 0)
     if (elapsed >= warmupSec + seconds) {
       clearInterval(timer)
+      const measuredSec = (now - measureFrom) / 1000
       // orders in flight for the last trades still count
       setTimeout(() => {
-        send({ type: "result", latencies, trades: measuredTrades, sent: emitted, orders, seconds })
+        send({ type: "result", latencies, trades: measuredTrades, sent: emitted, orders, seconds, measuredSec })
         void sim.close().then(() => process.exit(0))
       }, 300)
     }

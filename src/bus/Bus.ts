@@ -15,7 +15,7 @@
  * - `readPartition` reads a range of one partition's history (what came before the first offset a new assignment
  *   delivers), without a group's offsets.
  */
-import { Clock, Context, Deferred, Effect, Exit, Metric, Pull, Schema, Stream } from "effect"
+import { Clock, Context, Deferred, Effect, Exit, Fiber, Metric, Pull, Schema, Stream } from "effect"
 import type { Duration, Scope } from "effect"
 import { BusError } from "../domain/Errors.ts"
 import { DEAD_LETTER_RAW_MAX, type DeadLetter } from "../domain/Messages.ts"
@@ -105,12 +105,31 @@ export interface TopicCodec<A> {
 /** Codecs by schema: building one compiles the schema's parser, too costly for every publish (a namespaced bus copies the topic, never its schema). */
 const codecs = new WeakMap<object, TopicCodec<any>>()
 
-/** JSON codec of a topic, built once per schema and cached. */
+/**
+ * JSON codec of a topic, built once per schema and cached. Same result as `Schema.fromJsonString(schema)`, but the
+ * JSON step runs outside the schema (JSON.stringify / JSON.parse on the encoded value): going through the
+ * string schema cost twice as much per message (Tick: ~300k/s vs ~650k/s encode on one core). Text that is not
+ * JSON is decoded by `fromJsonString` itself, so its error is the same as before.
+ */
 export const topicCodec = <A>(topic: Topic<A>): TopicCodec<A> => {
   let codec = codecs.get(topic.schema)
   if (codec === undefined) {
-    const json = Schema.fromJsonString(topic.schema)
-    codec = { encode: Schema.encodeSync(json) as (a: A) => string, decode: Schema.decodeUnknownExit(json) }
+    const json = Schema.decodeUnknownExit(Schema.fromJsonString(topic.schema))
+    const encodeValue = Schema.encodeSync(topic.schema) as (a: A) => unknown
+    const decodeValue = Schema.decodeUnknownExit(topic.schema)
+    codec = {
+      encode: (a: A) => JSON.stringify(encodeValue(a)),
+      decode: (raw: unknown) => {
+        if (typeof raw !== "string") return json(raw)
+        let parsed: unknown
+        try {
+          parsed = JSON.parse(raw)
+        } catch {
+          return json(raw)
+        }
+        return decodeValue(parsed)
+      }
+    } satisfies TopicCodec<any>
     codecs.set(topic.schema, codec)
   }
   return codec
@@ -254,6 +273,35 @@ export const commitBatch = (deliveries: ReadonlyArray<Delivery<unknown>>): Effec
   for (const d of deliveries) last.set(d.partition, d)
   // concurrently: a backend may carry the partitions' commits in one request
   return Effect.forEach(last.values(), (d) => d.commit, { discard: true, concurrency: "unbounded" })
+}
+
+/**
+ * Commits batch after batch without holding the next batch for the commit's round trip: a batch's commit runs
+ * (in a child fiber of the stage) while the next batch is handled, and is awaited before the next commit is issued,
+ * so a commit failure still fails the stage, one batch later. Commits stay in order and cumulative per partition;
+ * a stage stopped between the two only has its last batch redelivered (at-least-once, as any crash). The drain waits
+ * for lag 0 at the broker, so it sees the last commit land.
+ */
+export const makeCommitBehind = (): {
+  readonly commit: (deliveries: ReadonlyArray<Delivery<unknown>>) => Effect.Effect<void, BusError>
+  /** Waits for the commit in flight (raising its error), e.g. when the input ended. */
+  readonly flush: Effect.Effect<void, BusError>
+} => {
+  let previous: Fiber.Fiber<void, BusError> | undefined
+  const flush = Effect.suspend(() => {
+    const p = previous
+    previous = undefined
+    return p === undefined ? Effect.void : Fiber.join(p)
+  })
+  return {
+    flush,
+    commit: (deliveries) =>
+      Effect.flatMap(flush, () =>
+        Effect.map(Effect.forkChild(commitBatch(deliveries)), (fiber) => {
+          previous = fiber
+        })
+      )
+  }
 }
 
 /**

@@ -78,29 +78,38 @@ export const loadTicks = (
 
 const q = (name: string): string => `"${name.replaceAll("\"", "")}"`
 
+export interface DatasetPlan {
+  /** Statements run first (they build the temp table `labelled` from `ticks`). */
+  readonly prepare: ReadonlyArray<string>
+  /** The dataset's rows, in time order: what is written to Parquet, streamed (no wide table in between). */
+  readonly query: string
+  readonly cleanup: ReadonlyArray<string>
+}
+
 /**
- * The statements that build the dataset table `ds` from the `ticks` table. Each step is its own table: inlined
- * into one query, DuckDB's planner turned the ASOF JOIN into a nested-loop join (minutes on 200k rows).
+ * The dataset's plan over the `ticks` table. Labels first, on the narrow tick rows
+ * (an ASOF JOIN for "the last trade at or before t + horizon"), so the feature windows carry them along and no
+ * wide row is joined or copied again; then one query: features, bars, the filters, time order. (Inlined into one
+ * statement with the features, DuckDB's planner turned the ASOF JOIN into a nested-loop join, so it stays apart.)
  */
-export const datasetStatements = (features: ReadonlyArray<Feature>, horizonMs: number, everyMs?: number): ReadonlyArray<string> => {
-  const feats = featureSql("ticks", features, ["price AS _price", `t + ${horizonMs} AS _th`])
+export const datasetPlan = (features: ReadonlyArray<Feature>, horizonMs: number, everyMs?: number): DatasetPlan => {
+  const feats = featureSql("labelled", features, ["price AS _price", "_th", "_tmax", "_fwd_price"])
   const bars = everyMs === undefined ? "" : ` QUALIFY row_number() OVER (PARTITION BY symbol, floor(t / ${everyMs}) ORDER BY t DESC, trade_id DESC) = 1`
-  const defined = features.map((ft) => `${q(ft.name)} IS NOT NULL AND isfinite(${q(ft.name)})`).join(" AND ")
-  return [
-    `CREATE OR REPLACE TEMP TABLE feat AS SELECT * FROM (${feats})${bars}`,
-    `DELETE FROM feat WHERE rn < ${MIN_TRADES}${defined.length > 0 ? ` OR NOT (${defined})` : ""}`,
+  const defined = features.map((ft) => ` AND ${q(ft.name)} IS NOT NULL AND isfinite(${q(ft.name)})`).join("")
+  const prepare = [
     "CREATE OR REPLACE TEMP TABLE last_price AS SELECT symbol, t, arg_max(price, trade_id) AS price FROM ticks GROUP BY symbol, t",
-    "CREATE OR REPLACE TEMP TABLE labelled AS SELECT f.*, l.price AS _fwd_price FROM feat f ASOF JOIN last_price l ON f.symbol = l.symbol AND f._th >= l.t",
-    `CREATE OR REPLACE TEMP TABLE ds AS
-SELECT f.symbol, epoch_ms(f.t::BIGINT) AS ts, f.trade_id, ${features.map((ft) => `f.${q(ft.name)}`).join(", ")},
-  f._fwd_price / f._price - 1 AS fwd_return, CASE WHEN f._fwd_price / f._price - 1 > 0 THEN 1 ELSE 0 END AS label
-FROM labelled f JOIN (SELECT symbol, max(t) AS tmax FROM ticks GROUP BY symbol) e ON f.symbol = e.symbol
-WHERE f._th <= e.tmax
-ORDER BY ts, f.symbol, f.trade_id`,
-    "DROP TABLE feat",
-    "DROP TABLE labelled",
+    `CREATE OR REPLACE TEMP TABLE labelled AS
+SELECT k.*, l.price AS _fwd_price
+FROM (SELECT ticks.*, t + ${horizonMs} AS _th, e.tmax AS _tmax FROM ticks JOIN (SELECT symbol, max(t) AS tmax FROM ticks GROUP BY symbol) e USING (symbol)) k
+ASOF JOIN last_price l ON k.symbol = l.symbol AND k._th >= l.t`,
     "DROP TABLE last_price"
   ]
+  const query = `SELECT symbol, epoch_ms(t::BIGINT) AS ts, trade_id, ${features.map((ft) => q(ft.name)).join(", ")},
+  _fwd_price / _price - 1 AS fwd_return, CASE WHEN _fwd_price / _price - 1 > 0 THEN 1 ELSE 0 END AS label
+FROM (SELECT * FROM (${feats})${bars})
+WHERE rn >= ${MIN_TRADES} AND _th <= _tmax${defined}
+ORDER BY ts, symbol, trade_id`
+  return { prepare, query, cleanup: ["DROP TABLE labelled"] }
 }
 
 export const buildDataset = (options: DatasetOptions) =>
@@ -110,12 +119,8 @@ export const buildDataset = (options: DatasetOptions) =>
     const c = yield* duck(options.threads)
     yield* loadTicks(c, files, options)
     const [src] = yield* rows(c, "read ticks", "SELECT count(*)::DOUBLE AS n, min(t) AS t0, max(t) AS t1 FROM ticks")
-    for (const sql of datasetStatements(features, options.horizonMs, options.everyMs)) yield* run(c, "build dataset", sql)
-    const [stats] = yield* rows(
-      c,
-      "build dataset",
-      "SELECT count(*)::DOUBLE AS n, epoch_ms(min(ts))::DOUBLE AS t0, epoch_ms(max(ts))::DOUBLE AS t1, avg(label)::DOUBLE AS pos FROM ds"
-    )
+    const plan = datasetPlan(features, options.horizonMs, options.everyMs)
+    for (const sql of plan.prepare) yield* run(c, "build dataset", sql)
     const hash = specHash(features)
     const source = {
       store: options.storeDir,
@@ -138,9 +143,15 @@ export const buildDataset = (options: DatasetOptions) =>
     yield* run(
       c,
       "write dataset",
-      `COPY ds TO ${sqlString(tmp)} (FORMAT parquet, COMPRESSION zstd, KV_METADATA {${
+      `COPY (${plan.query}) TO ${sqlString(tmp)} (FORMAT parquet, COMPRESSION zstd, KV_METADATA {${
         Object.entries(meta).map(([k, v]) => `${k}: ${sqlString(v)}`).join(", ")
       }})`
+    ).pipe(Effect.onError(() => Effect.promise(() => rm(tmp, { force: true }))))
+    for (const sql of plan.cleanup) yield* run(c, "build dataset", sql)
+    const [stats] = yield* rows(
+      c,
+      "build dataset",
+      `SELECT count(*)::DOUBLE AS n, epoch_ms(min(ts))::DOUBLE AS t0, epoch_ms(max(ts))::DOUBLE AS t1, avg(label)::DOUBLE AS pos FROM read_parquet(${sqlString(tmp)})`
     ).pipe(Effect.onError(() => Effect.promise(() => rm(tmp, { force: true }))))
     yield* Effect.tryPromise({ try: () => rename(tmp, options.out), catch: (e) => e }).pipe(Effect.orDie)
     const result: DatasetResult = {

@@ -310,6 +310,8 @@ export interface SqlPlan {
 }
 
 const ORDER = "PARTITION BY symbol ORDER BY t, trade_id"
+/** After the first stage: `rn` follows (t, trade_id) within a symbol, and one integer key sorts much faster. */
+const BY_RN = "PARTITION BY symbol ORDER BY rn"
 
 /**
  * Compiles features to SQL over a relation with columns symbol, trade_id, t, price, size, buy. Identical window
@@ -344,11 +346,11 @@ export const compileSql = (features: ReadonlyArray<Feature>): SqlPlan => {
         const known = windows.get(key)
         if (known !== undefined) return known.name
         const arg = sqlOf(e.a)
-        const frame = `(${ORDER} ROWS BETWEEN ${e.n - 1} PRECEDING AND CURRENT ROW)`
+        const frame = `(${BY_RN} ROWS BETWEEN ${e.n - 1} PRECEDING AND CURRENT ROW)`
         const sql = e.op === "lag"
-          ? `lag(${arg}, ${e.n}) OVER (${ORDER})`
+          ? `lag(${arg}, ${e.n}) OVER (${BY_RN})`
           : e.op === "lead"
-          ? `lead(${arg}, ${e.n}) OVER (${ORDER})`
+          ? `lead(${arg}, ${e.n}) OVER (${BY_RN})`
           : // NULL until the frame holds n defined values, as the TypeScript side (NaN) and the signal worker
             // (nothing before 30): the argument is defined from trade lookback(a) + 1 on, so the frame is full from
             // trade lookback(a) + n (a row-number test: cheaper than a second, counting window)
@@ -362,10 +364,20 @@ export const compileSql = (features: ReadonlyArray<Feature>): SqlPlan => {
     }
   }
   const selects = features.map((f) => `${sqlOf(f.expr)} AS "${f.name.replaceAll("\"", "")}"`)
-  const maxDepth = Math.max(0, ...[...windows.values()].map((w) => w.depth))
+  const all = [...windows.values()]
+  const maxDepth = Math.max(0, ...all.map((w) => w.depth))
+  // Each stage is a sort of everything it carries, so a window goes to the last stage it can (just before the
+  // first window that reads it, else the final one): the earlier stages then carry few columns.
+  const stageOf = new Map<string, number>()
+  const reads = (w: { readonly sql: string }) => new Set([...w.sql.matchAll(/\b_w\d+\b/g)].map((m) => m[0]))
+  for (const w of [...all].sort((a, b) => b.depth - a.depth)) {
+    const consumers = all.filter((c) => reads(c).has(w.name)).map((c) => stageOf.get(c.name)!)
+    stageOf.set(w.name, Math.min(maxDepth, ...consumers.map((st) => st - 1)))
+  }
   const stages: Array<Array<string>> = []
   for (let d = 1; d <= maxDepth; d++) {
-    stages.push([...windows.values()].filter((w) => w.depth === d).map((w) => `${w.sql} AS ${w.name}`))
+    const cols = all.filter((w) => stageOf.get(w.name) === d).map((w) => `${w.sql} AS ${w.name}`)
+    if (cols.length > 0) stages.push(cols)
   }
   return { stages, selects }
 }

@@ -12,7 +12,7 @@
  * one each (a cap, not an exact count, across instances).
  */
 import { Clock, Config, Effect, Metric, Stream } from "effect"
-import { Bus, commitBatch, follow } from "../bus/Bus.ts"
+import { Bus, follow, makeCommitBehind } from "../bus/Bus.ts"
 import type { Approved, Rejected } from "../domain/Messages.ts"
 import { inRange } from "../runtime/Settings.ts"
 import { ControlTopic, OrdersEvents, SignalsApproved, SignalsCandidate, SignalsRejected } from "../domain/Topics.ts"
@@ -84,7 +84,8 @@ export const runRisk = (limits: RiskLimits) =>
       const caughtUpFor = new Map<string, number>()
       // A batch at a time: every candidate of it decided in order, the decisions published in one request per
       // topic, the candidates committed once. Per candidate, a publish and a commit round trip each capped the gate
-      // at a few dozen candidates/s over Kafka.
+      // at a few dozen candidates/s over Kafka. The commit of a batch overlaps the next batch (see makeCommitBehind).
+      const committer = makeCommitBehind()
       yield* bus.subscribe(SignalsCandidate, { group: RISK_GROUP }).pipe(
         Stream.runForEachArray((candidates) =>
           Effect.gen(function*() {
@@ -123,9 +124,10 @@ export const runRisk = (limits: RiskLimits) =>
               concurrency: "unbounded",
               discard: true
             })
-            yield* commitBatch(candidates)
+            yield* committer.commit(candidates)
           })
-        )
+        ),
+        Effect.andThen(committer.flush)
       )
     })
   ).pipe(Effect.annotateLogs({ stage: "risk" }))

@@ -9,7 +9,7 @@
  * commit come again and give the same candidates (same ids), which the risk gate and order manager collapse.
  */
 import { Clock, Config, Effect, Metric, Option, Stream } from "effect"
-import { Bus, commitBatch, lastOfKey } from "../bus/Bus.ts"
+import { Bus, lastOfKey, makeCommitBehind } from "../bus/Bus.ts"
 import type { Candidate, Tick } from "../domain/Messages.ts"
 import { MarketRaw, SignalsCandidate } from "../domain/Topics.ts"
 import { LATENCY_BUCKETS_SECONDS, secondsBetween, tickToCandidateSeconds } from "../observability/Metrics.ts"
@@ -112,6 +112,8 @@ export const runSignalsWith = (model: Option.Option<SignalModelOptions>) =>
     }
     /** symbol → the assignment its state was built under */
     const builtUnder = new Map<string, number>()
+    // the commit of a batch overlaps the next batch (one round trip per batch instead of two)
+    const committer = makeCommitBehind()
     yield* bus.subscribe(MarketRaw, { group: SIGNALS_GROUP }).pipe(
       Stream.runForEachArray((deliveries) =>
         Effect.gen(function*() {
@@ -179,8 +181,9 @@ export const runSignalsWith = (model: Option.Option<SignalModelOptions>) =>
             }
             yield* Metric.update(candidatesTotal, out.length)
           }
-          yield* commitBatch(deliveries)
+          yield* committer.commit(deliveries)
         })
-      )
+      ),
+      Effect.andThen(committer.flush)
     )
   }).pipe(Effect.scoped, Effect.annotateLogs({ stage: "signals" }))

@@ -1,0 +1,293 @@
+/**
+ * Tick → order over Kafka: `autotrader service ingest|signals|risk|orders` (and `store` for the sustained rate) as
+ * separate processes over the local broker, trading against the simulator of §1 (bench/children/sim.ts), which
+ * measures trade sent → order received itself.
+ *
+ * The load starts only once every service is up: each one's /ready answers 200 (its consumers have joined their
+ * groups and hold their partitions; for ingest, its /health answers and the simulator has its stream client). Only
+ * then the simulator is told to go; the warm-up is not measured.
+ *
+ * At the end of the window the harness reads every stage's lag from the broker: the **backlog** is what the
+ * pipeline has not caught up with (trades sent but not on market.raw + each group's uncommitted messages). With
+ * the store running it then waits (bounded) until the store has committed every tick (a commit follows a renamed
+ * Parquet file), so "every tick stored" is checked, not assumed.
+ */
+import { type ChildProcess, spawn } from "node:child_process"
+import { createWriteStream, mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { Kafka, logLevel } from "kafkajs"
+import { cli, forkChild, nextMessage, pct, procStat, sleep, sorted, stop } from "./lib.ts"
+
+const brokers = (process.env.KAFKA_BROKERS ?? "127.0.0.1:19092").split(",")
+
+export interface PipelineRun {
+  readonly p50: number
+  readonly p99: number
+  readonly max: number
+  readonly orders: number
+  /** Trades the simulator sent in the measured window, and per second (it may fall short of the offered rate). */
+  readonly trades: number
+  readonly sentPerSec: number
+  /** CPU of the service processes, % of one core over the measured window; their RSS summed. */
+  readonly cpuPct: number
+  readonly rssMb: number
+  /** Per service: CPU % of one core over the measured window. */
+  readonly cpuByStage: Record<string, number>
+  /** CPU of the simulator, % of one core (its own ceiling is part of the floor). */
+  readonly simCpuPct: number
+  /** Trades sent − ticks on market.raw, at the end of the window. */
+  readonly ingestBacklog: number
+  /** Per group (signals, risk, orders, store): messages of its input not committed, at the end of the window. */
+  readonly lag: Record<string, number>
+  /** backlog = ingestBacklog + lag of signals (in ticks; the figure the sustained rate is judged by). */
+  readonly backlog: number
+  /** With the store: seconds after the end until it had committed every tick (undefined: not within the bound). */
+  readonly storeDrainSec?: number
+}
+
+/** What each group reads; the harness measures their lag. */
+const inputs: Record<string, string> = { signals: "market.raw", risk: "signals.candidate", orders: "signals.approved", store: "market.raw" }
+
+/** Risk limits that let every crossing through (the latency of every order is the point here, not the strategy). */
+const openLimits = {
+  SYMBOLS: "BTCUSDT",
+  RISK_MAX_TRADES_PER_MINUTE: "1000000",
+  RISK_MAX_TRADES_PER_HOUR: "1000000",
+  RISK_MAX_POSITION: "1000",
+  HTTP_PORT: "0"
+}
+
+const profDir = process.env.BENCH_PROF_DIR
+const logDir = process.env.BENCH_LOG_DIR
+
+interface Service {
+  readonly stage: string
+  readonly child: ChildProcess
+  readonly port: Promise<number>
+}
+
+/** `autotrader service <stage>`; its stdout is read for the HTTP port (and copied to BENCH_LOG_DIR when set). */
+const startService = (stage: string, env: NodeJS.ProcessEnv, entry: string): Service => {
+  const child = spawn(process.execPath, [...(profDir === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${profDir}`]), entry, "service", stage], {
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "inherit"]
+  })
+  const copy = logDir === undefined ? undefined : createWriteStream(join(logDir, `service-${stage}.log`), { flags: "a" })
+  const port = new Promise<number>((resolve, reject) => {
+    let head = ""
+    const onData = (d: Buffer) => {
+      copy?.write(d)
+      if (head.length > 64_000) return
+      head += d.toString("utf8")
+      const m = /Listening on http:\/\/[^:]+:(\d+)/.exec(head)
+      if (m !== null) {
+        head = "x".repeat(64_001) // found: stop scanning, keep draining
+        resolve(Number(m[1]))
+      }
+    }
+    child.stdout!.on("data", onData)
+    child.once("exit", (code) => reject(new Error(`service ${stage} exited (code ${code}) before it listened`)))
+  })
+  port.catch(() => undefined)
+  child.once("exit", () => copy?.end())
+  return { stage, child, port }
+}
+
+/** Polls `path` on the service until it answers 200 (bounded). */
+const until200 = async (service: Service, path: "/ready" | "/health", timeoutMs = 90_000): Promise<void> => {
+  const port = await service.port
+  const deadline = performance.now() + timeoutMs
+  let last = ""
+  while (performance.now() < deadline) {
+    if (service.child.exitCode !== null) throw new Error(`service ${service.stage} exited (code ${service.child.exitCode})`)
+    try {
+      const res = await fetch(`http://127.0.0.1:${port}${path}`)
+      last = await res.text()
+      if (res.status === 200) return
+    } catch (e) {
+      last = String(e)
+    }
+    await sleep(100)
+  }
+  throw new Error(`service ${service.stage}: ${path} not 200 within ${timeoutMs} ms: ${last.slice(0, 500)}`)
+}
+
+const groupLags = async (prefix: string, groups: ReadonlyArray<string>, sent: number) => {
+  const admin = new Kafka({ clientId: "bench-lag", brokers, logLevel: logLevel.NOTHING }).admin()
+  await admin.connect()
+  try {
+    const ends = new Map<string, Array<{ partition: number; high: string; low: string }>>()
+    const endsOf = async (topic: string) => {
+      let e = ends.get(topic)
+      if (e === undefined) ends.set(topic, (e = await admin.fetchTopicOffsets(`${prefix}${topic}`)))
+      return e
+    }
+    const lag: Record<string, number> = {}
+    for (const group of groups) {
+      const topic = inputs[group]
+      const [committed] = await admin.fetchOffsets({ groupId: `${prefix}${group}`, topics: [`${prefix}${topic}`] })
+      const at = new Map((committed?.partitions ?? []).map((p) => [p.partition, Number(p.offset)]))
+      let total = 0
+      for (const { partition, high, low } of await endsOf(topic)) {
+        const c = at.get(partition) ?? -1
+        total += Number(high) - Math.max(c < 0 ? Number(low) : c, Number(low))
+      }
+      lag[group] = total
+    }
+    const published = (await endsOf("market.raw")).reduce((s, e) => s + Number(e.high), 0)
+    return { lag, ingestBacklog: Math.max(0, sent - published) }
+  } finally {
+    await admin.disconnect()
+  }
+}
+
+let runCounter = 0
+
+/**
+ * One run: a fresh simulator at `rate` trades/s and fresh services (fresh topic prefix); once all are ready,
+ * `warmup` s not counted, then `seconds` measured. `store`: also run `service store` and check it stored every tick.
+ */
+export const kafkaPipelineRun = async (
+  rate: number,
+  seconds: number,
+  warmup: number,
+  options: { readonly store?: boolean; readonly entry?: string } = {}
+): Promise<PipelineRun> => {
+  const sim = forkChild("sim.ts", [String(rate), String(warmup), String(seconds)])
+  const services: Array<Service> = []
+  const prefix = `bench.${process.pid}.${Date.now().toString(36)}.${runCounter++}.`
+  const dataDir = mkdtempSync(join(tmpdir(), "bench-kafka-store-"))
+  if (logDir !== undefined) console.error(`[kafka pipeline] ${rate}/s, topic prefix ${prefix}`)
+  try {
+    const { ws, rest } = await nextMessage<{ type: "ready"; ws: string; rest: string }>(sim, "ready")
+    const env = { ...openLimits, EXCHANGE_WS_URL: ws, EXCHANGE_REST_URL: rest, BUS: "kafka", KAFKA_TOPIC_PREFIX: prefix, DATA_DIR: dataDir, STORE_ENABLED: options.store === true ? "true" : "false" }
+    const stages = ["orders", "risk", "signals", ...(options.store === true ? ["store"] : []), "ingest"]
+    for (const stage of stages) services.push(startService(stage, env, options.entry ?? cli))
+    // consumers first: every consuming service ready (groups joined, partitions assigned), ingest healthy and connected
+    await Promise.all([
+      ...services.filter((s) => s.stage !== "ingest").map((s) => until200(s, "/ready")),
+      until200(services.find((s) => s.stage === "ingest")!, "/health"),
+      nextMessage(sim, "connected", 90_000)
+    ])
+    const result = nextMessage<{ type: "result"; latencies: Array<number>; trades: number; sent: number; orders: number; measuredSec: number }>(
+      sim,
+      "result",
+      (warmup + seconds + 60) * 1000
+    )
+    sim.send({ type: "go" })
+    await sleep(warmup * 1000)
+    const pids = services.map((s) => s.child.pid ?? 0)
+    const before = pids.map(procStat)
+    const simBefore = procStat(sim.pid ?? 0)
+    const from = performance.now()
+    const r = await result
+    const wall = (performance.now() - from) / 1000
+    const after = pids.map(procStat)
+    const simAfter = procStat(sim.pid ?? 0)
+    const groups = ["signals", "risk", "orders", ...(options.store === true ? ["store"] : [])]
+    const { lag, ingestBacklog } = await groupLags(prefix, groups, r.sent)
+    let storeDrainSec: number | undefined
+    if (options.store === true) {
+      const t0 = performance.now()
+      for (let i = 0; i < 120; i++) {
+        const { lag: l, ingestBacklog: b } = await groupLags(prefix, ["store"], r.sent)
+        if (l.store === 0 && b === 0) {
+          storeDrainSec = (performance.now() - t0) / 1000
+          break
+        }
+        await sleep(250)
+      }
+    }
+    let cpu = 0
+    let rss = 0
+    const cpuByStage: Record<string, number> = {}
+    after.forEach((a, i) => {
+      const used = (a?.cpuSec ?? 0) - (before[i]?.cpuSec ?? 0)
+      cpuByStage[services[i].stage] = Math.round((100 * used) / wall)
+      cpu += used
+      rss += a?.rssMb ?? 0
+    })
+    const l = sorted(r.latencies)
+    return {
+      p50: pct(l, 50),
+      p99: pct(l, 99),
+      max: l[l.length - 1] ?? Number.NaN,
+      orders: l.length,
+      trades: r.trades,
+      sentPerSec: r.trades / r.measuredSec,
+      cpuPct: (100 * cpu) / wall,
+      rssMb: rss,
+      cpuByStage,
+      simCpuPct: (100 * ((simAfter?.cpuSec ?? 0) - (simBefore?.cpuSec ?? 0))) / wall,
+      ingestBacklog,
+      lag,
+      backlog: ingestBacklog + (lag.signals ?? 0),
+      ...(storeDrainSec === undefined ? {} : { storeDrainSec })
+    }
+  } finally {
+    await Promise.all(services.map((s) => stop(s.child)))
+    await stop(sim)
+    rmSync(dataDir, { recursive: true, force: true })
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// the §2 text: latency at 1k/s (interleaved with the BENCH_BEFORE checkout when given) and the sustained-rate search
+
+type Interleave = <T>(subjects: ReadonlyArray<readonly [string, () => T | Promise<T>]>) => Promise<Map<string, Array<T>>>
+
+const SUSTAINED_RATES = [2_000, 5_000, 10_000, 20_000, 50_000, 100_000]
+
+/** Kept up: backlog under half a second of trades, risk and orders caught up, the simulator offered ≥ 95 % of the rate. */
+const keptUp = (rate: number, r: PipelineRun) =>
+  r.backlog <= rate * 0.5 && (r.lag.risk ?? 0) <= 50 && (r.lag.orders ?? 0) <= 5 && r.sentPerSec >= rate * 0.95
+
+export const pipelineSection = async (
+  interleaved: Interleave,
+  log: (line: string) => void,
+  fmt: { readonly ms: (x: number) => string; readonly spread: (xs: ReadonlyArray<number>, f: (x: number) => string) => string; readonly median: (xs: ReadonlyArray<number>) => number },
+  floorP50: number,
+  before: string | undefined
+): Promise<string> => {
+  const { ms, spread, median } = fmt
+  const latency = await interleaved<PipelineRun>([
+    ["kafka", () => kafkaPipelineRun(1_000, 8, 4)],
+    ...(before === undefined ? [] : [["kafka-before", () => kafkaPipelineRun(1_000, 8, 4, { entry: before })] as const])
+  ])
+  const row = (label: string, runs: ReadonlyArray<PipelineRun>) =>
+    `| ${label} | ${spread(runs.map((r) => r.p50), ms)} | ${spread(runs.map((r) => r.p99), ms)} | ${spread(runs.map((r) => r.max), ms)} | ${
+      median(runs.map((r) => r.orders))
+    } | ${(median(runs.map((r) => r.p50)) / floorP50).toFixed(1)}× | ${spread(runs.map((r) => r.backlog), (x) => x.toFixed(0))} | ${median(runs.map((r) => r.cpuPct)).toFixed(0)} % | ${
+      median(runs.map((r) => r.rssMb)).toFixed(0)
+    } |`
+  const latencyRows = [row("this checkout", latency.get("kafka")!), ...(latency.has("kafka-before") ? [row("before (BENCH_BEFORE)", latency.get("kafka-before")!)] : [])]
+
+  const sustained: Array<string> = []
+  let best: number | undefined
+  for (const rate of SUSTAINED_RATES) {
+    const r = await kafkaPipelineRun(rate, 6, 3, { store: true })
+    log(`kafka sustained ${rate}/s: ${JSON.stringify(r)}`)
+    const kept = keptUp(rate, r)
+    if (kept) best = rate
+    const lags = ["signals", "risk", "orders", "store"].map((g) => r.lag[g] ?? "–").join(" / ")
+    sustained.push(
+      `| ${rate.toLocaleString("en-US")}/s | ${Math.round(r.sentPerSec).toLocaleString("en-US")}/s (sim CPU ${r.simCpuPct.toFixed(0)} %) | ${r.ingestBacklog} | ${lags} | ${
+        r.storeDrainSec === undefined ? "**no** (not within 30 s)" : `yes, +${r.storeDrainSec.toFixed(1)} s`
+      } | ${kept ? "yes" : "**no**"} | ${ms(r.p50)} | ${ms(r.p99)} | ${r.orders} | ${r.cpuPct.toFixed(0)} % |`
+    )
+    if (!kept) break
+  }
+  return `Tick → order with \`autotrader service ingest|signals|risk|orders\` as four processes over the broker (BUS=kafka, fresh topic prefix per run; bench/kafkaPipeline.ts), same simulator and measure as §1 (trade sent → order received, by the simulator). The load starts only once every consuming service's \`/ready\` answers 200 (groups joined, partitions held) and ingest's \`/health\` does and it is connected; then a 4 s warm-up, then 8 s measured at 1,000 trades/s. **Backlog** at the end = trades sent − ticks on market.raw + the signals group's lag. Floor: the kafkajs round trip p50 above (three hops: market.raw, signals.candidate, signals.approved, plus the orders stage's OrderSubmitted write-ahead before the POST).
+
+| subject | p50 ms | p99 ms | max ms | orders | p50 / kafkajs RTT p50 | backlog at end | CPU (4 processes) | RSS MB |
+|---|---|---|---|---|---|---|---|---|
+${latencyRows.join("\n")}
+
+Sustained rate: the simulator offers each rate for 6 s after a 3 s warm-up, with \`service store\` as a fifth process (DATA_DIR in a temp dir). Lag per group is read from the broker at the end of the window (signals, store: ticks on market.raw; risk: candidates; orders: approvals). **Stored**: after the window, the store group committed every tick (a commit follows a renamed Parquet file), and how long after the end. A rate is **sustained** when the backlog stays under half a second of trades, risk and orders are caught up and the simulator really offered ≥ 95 % of the rate (its own ceiling is part of the floor). Highest sustained: **${best === undefined ? "none of the rates tried" : `${best.toLocaleString("en-US")} ticks/s`}** (target 50,000).
+
+| offered | sent by the simulator | not yet on market.raw | lag signals / risk / orders / store | stored all | sustained | p50 ms | p99 ms | orders | CPU (5 processes) |
+|---|---|---|---|---|---|---|---|---|---|
+${sustained.join("\n")}
+`
+}
