@@ -3,9 +3,8 @@
  * and `signals.rejected` (decisions already taken, pending orders) and `control` (paused or not); then candidates
  * are decided while order events and control messages keep the state current.
  */
-import { Clock, Config, Effect, Metric, Stream } from "effect"
+import { Clock, Effect, Metric, Stream } from "effect"
 import { Bus, type Delivery, makeCommitBehind, replayThenLive } from "../bus/Bus.ts"
-import { inRange } from "../runtime/Settings.ts"
 import type { Approved, Candidate, Control, OrderEvent, Rejected } from "../domain/Messages.ts"
 import { ControlTopic, OrdersEvents, SignalsApproved, SignalsCandidate, SignalsRejected } from "../domain/Topics.ts"
 import {
@@ -19,25 +18,7 @@ import {
 } from "./RiskGate.ts"
 import { candidateToDecisionSeconds, secondsBetween } from "../observability/Metrics.ts"
 
-/** Risk limits from env; a value out of range stops the process at start with one line naming the variable. */
-export const riskLimitsConfig = Effect.all({
-  orderQty: inRange("ORDER_QTY", Config.Number("ORDER_QTY").pipe(Config.withDefault(0.001)), {
-    minExclusive: 0,
-    text: "a quantity > 0"
-  }),
-  maxPosition: inRange("RISK_MAX_POSITION", Config.Number("RISK_MAX_POSITION").pipe(Config.withDefault(0.01)), {
-    minExclusive: 0,
-    text: "a quantity > 0"
-  }),
-  maxTradesPerMinute: inRange("RISK_MAX_TRADES_PER_MINUTE", Config.Int("RISK_MAX_TRADES_PER_MINUTE").pipe(Config.withDefault(2)), {
-    min: 1,
-    text: "a whole number ≥ 1"
-  }),
-  maxTradesPerHour: inRange("RISK_MAX_TRADES_PER_HOUR", Config.Int("RISK_MAX_TRADES_PER_HOUR").pipe(Config.withDefault(20)), {
-    min: 1,
-    text: "a whole number ≥ 1"
-  })
-})
+export { riskLimitsConfig } from "./RiskConfig.ts"
 
 export const approvedTotal = Metric.counter("risk_approved_total", { description: "Candidates approved" })
 export const rejectedTotal = Metric.counter("risk_rejected_total", { description: "Candidates rejected" })
