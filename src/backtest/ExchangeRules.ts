@@ -5,7 +5,6 @@
 import { Effect } from "effect"
 import { stat } from "node:fs/promises"
 import { dirname, join, resolve } from "node:path"
-import { toRules } from "../../layers/BinanceExchange.ts"
 import type { SymbolRules } from "../exchange/Exchange.ts"
 import { EXCHANGE_INFO_DIR, readExchangeInfoDir } from "../storage/ExchangeInfoFiles.ts"
 import { noFilters, type RulesOf } from "./PaperExecution.ts"
@@ -49,6 +48,8 @@ export const loadSavedRules = (path: string) =>
     for (let up = 0; up <= 4; up++) {
       if (yield* Effect.promise(() => isDir(join(dir, EXCHANGE_INFO_DIR)))) {
         const { days, invalid } = yield* readExchangeInfoDir(dir)
+        // the live exchange client's decoder, loaded only when there is something to decode (it brings ws and more)
+        const { toRules } = yield* Effect.promise(() => import("../../layers/BinanceExchange.ts"))
         const byDay = new Map<string, Map<string, SymbolRules>>()
         for (const [day, info] of days) byDay.set(day, new Map(info.symbols.map((s) => [s.symbol, toRules(s)])))
         return { dir: join(dir, EXCHANGE_INFO_DIR), days: byDay, invalid } satisfies SavedRules

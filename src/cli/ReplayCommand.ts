@@ -6,10 +6,9 @@ import { parseGrid } from "../backtest/Grid.ts"
 import { ReplayInputError, usage } from "../backtest/Inputs.ts"
 import { RANK_METRIC_NAMES, type RankMetric } from "../backtest/Metrics.ts"
 import { ConfigError } from "../domain/Errors.ts"
-import { riskLimitsConfig } from "../risk/RiskService.ts"
-import { signalWindowsConfig } from "../signals/SignalService.ts"
+import { riskLimitsConfig } from "../risk/RiskConfig.ts"
+import { signalWindowsConfig } from "../signals/SignalConfig.ts"
 import { windowsProblem } from "../signals/SignalWorker.ts"
-import { modelVariant, trainedUntil } from "../ml/ReplayModel.ts"
 import { parseSymbols } from "./AppConfig.ts"
 
 /** "2024-05-01", "2024-05-01T12:00:00Z" (no zone = UTC) or epoch milliseconds. */
@@ -81,7 +80,9 @@ export const replayCommand = Command.make(
     const askedFrom = Option.isSome(flags.from) ? yield* asUsage(parseTime("from", flags.from.value)) : undefined
     if (Option.isSome(flags.model) && !(flags.minProba >= 0 && flags.minProba <= 1)) return yield* usage(`--min-proba ${flags.minProba}: a probability between 0 and 1`)
     // with a model, only ticks after its training range count (for both runs, so they compare)
-    const trainedTo = Option.isSome(flags.model) ? yield* trainedUntil(flags.model.value) : undefined
+    // the model code (and onnxruntime) is loaded only with --model
+    const replayModel = Option.isSome(flags.model) ? yield* Effect.promise(() => import("../ml/ReplayModel.ts")) : undefined
+    const trainedTo = Option.isSome(flags.model) ? yield* replayModel!.trainedUntil(flags.model.value) : undefined
     const from = trainedTo === undefined ? askedFrom : Math.max(askedFrom ?? trainedTo, trainedTo + 1)
     if (trainedTo !== undefined) yield* Console.error(`model: trained on data up to ${new Date(trainedTo).toISOString()}; replaying from ${new Date(from!).toISOString()}`)
     const to = Option.isSome(flags.to) ? yield* asUsage(parseTime("to", flags.to.value)) : undefined
@@ -97,7 +98,7 @@ export const replayCommand = Command.make(
     const anyFilter = [flags.stepSize, flags.minQty, flags.minNotional].some(Option.isSome)
     const tty = process.stderr.isTTY === true
     const model = Option.isSome(flags.model)
-      ? yield* modelVariant({
+      ? yield* replayModel!.modelVariant({
         modelPath: flags.model.value,
         minProba: flags.minProba,
         storePath: path,

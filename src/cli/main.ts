@@ -1,19 +1,15 @@
-/** The `autotrader` command line. */
-import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import * as NodeServices from "@effect/platform-node/NodeServices"
-import { Cause, Effect, Exit, Option, Runtime } from "effect"
-import { Argument, CliOutput, Command, Flag } from "effect/cli"
+/** The `autotrader` command line (bin/autotrader.js starts `replay` from ReplayMain.ts, which loads only what replay needs). */
+import { Effect, Option } from "effect"
+import { Argument, Command, Flag } from "effect/cli"
 import { MARKET_FAULTS_HELP, parseMarketFaults } from "../sim/MarketData.ts"
 import * as SimExchangeServer from "../sim/SimExchangeServer.ts"
-import { logFormatOf, loggingLayer, parseDuration, symbolsConfig } from "./AppConfig.ts"
-import { prepareArgs } from "./Args.ts"
-import { exitIfHeldOpen } from "../runtime/Fatal.ts"
+import { parseDuration, symbolsConfig } from "./AppConfig.ts"
+import { launch, ROOT_DESCRIPTION } from "./Launch.ts"
 import { checkCommand, datasetCommand, trainCommand } from "./MlCommands.ts"
 import { replayCommand } from "./ReplayCommand.ts"
 import { run } from "./Run.ts"
 import { SERVICE_STAGES, service } from "./Service.ts"
-import { envHelp, validateEnv } from "./Settings.ts"
-import { probePort } from "./StartupChecks.ts"
+import { envHelp } from "./Settings.ts"
 
 const runCmd = Command.make(
   "run",
@@ -62,64 +58,8 @@ const serviceCmd = Command.make(
 ).pipe(Command.withDescription(`Run one stage as its own process over Kafka (BUS=kafka by default), logs in JSON\n\n${envHelp("service")}`))
 
 const root = Command.make("autotrader").pipe(
-  Command.withDescription("Streaming trading engine: ingest → signals → risk → orders"),
+  Command.withDescription(ROOT_DESCRIPTION),
   Command.withSubcommands([runCmd, serviceCmd, simCmd, replayCommand, datasetCommand, trainCommand, checkCommand])
 )
 
-/** Parse errors as one line each, pointing at the command's help, instead of the whole help page. */
-const presenter = CliOutput.layerPresenter({
-  present: (event) =>
-    event._tag === "InvalidInvocation"
-      ? Effect.sync(() => {
-        const command = event.commandPath.join(" ")
-        const first = event.errors[0]
-        process.stderr.write(`${command}: ${first === undefined ? "invalid invocation" : first.message} (see ${command} --help)\n`)
-      })
-      : CliOutput.defaultPresenter.present(event)
-})
-
-const args = prepareArgs(process.argv.slice(2))
-const wantsHelp = args.includes("--help") || args.includes("-h") || args.includes("--version") || args.includes("-v")
-const problems = wantsHelp ? [] : validateEnv(process.env)
-if (problems.length > 0) {
-  // nothing has started: one line per problem, exit 1
-  process.stderr.write(`${problems.join("\n")}\n`)
-  process.exit(1)
-}
-
-if (!wantsHelp && (args[0] === "run" || args[0] === "service")) {
-  const portProblem = await probePort(Number(process.env.HTTP_PORT ?? 8080))
-  if (portProblem !== undefined) {
-    process.stderr.write(`${portProblem}\n`)
-    process.exit(1)
-  }
-}
-
-/** Ours (src/domain/Errors.ts) and effect's Config.ConfigError both carry this tag. */
-const isConfigError = (e: unknown): e is { readonly _tag: "ConfigError"; readonly message: string } =>
-  typeof e === "object" && e !== null && (e as { _tag?: unknown })._tag === "ConfigError"
-
-let reported = false
-const format = logFormatOf(process.env, process.stdout.isTTY === true, args[0])
-
-Command.runWith(root, { version: "0.1.0" })(args).pipe(
-  // a configuration problem found while starting is one line, not a stack trace
-  Effect.catch((e: unknown) =>
-    isConfigError(e)
-      ? Effect.sync(() => {
-        reported = true
-        process.stderr.write(`${e.message.split("\n").map((l) => l.trim()).filter((l) => l !== "").join("; ")}\n`)
-      })
-      : Effect.fail(e)
-  ),
-  Effect.provide([NodeServices.layer, loggingLayer(format), presenter]),
-  NodeRuntime.runMain({
-    // a signal-driven stop (Ctrl-C, SIGTERM) that drained cleanly is a success
-    // a failure carrying an exit code (e.g. replay's bad inputs: 2, 65, 66, 73) exits with it; others with 1
-    teardown: (exit, onExit) => {
-      const code = reported ? 1 : Exit.isSuccess(exit) || Cause.hasInterruptsOnly(exit.cause) ? 0 : Runtime.getErrorExitCode(Cause.squash(exit.cause))
-      onExit(code)
-      exitIfHeldOpen(code)
-    }
-  })
-)
+await launch(root)

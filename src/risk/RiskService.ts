@@ -11,10 +11,9 @@
  * approvals as they are followed, so near the cap two instances deciding within the same instant can exceed it by
  * one each (a cap, not an exact count, across instances).
  */
-import { Clock, Config, Effect, Metric, Stream } from "effect"
+import { Clock, Effect, Metric, Stream } from "effect"
 import { Bus, follow, makeCommitBehind } from "../bus/Bus.ts"
 import type { Approved, Rejected } from "../domain/Messages.ts"
-import { inRange } from "../runtime/Settings.ts"
 import { ControlTopic, OrdersEvents, SignalsApproved, SignalsCandidate, SignalsRejected } from "../domain/Topics.ts"
 import {
   applyApproved,
@@ -27,25 +26,7 @@ import {
 } from "./RiskGate.ts"
 import { candidateToDecisionSeconds, secondsBetween } from "../observability/Metrics.ts"
 
-/** Risk limits from env; a value out of range stops the process at start with one line naming the variable. */
-export const riskLimitsConfig = Effect.all({
-  orderQty: inRange("ORDER_QTY", Config.Number("ORDER_QTY").pipe(Config.withDefault(0.001)), {
-    minExclusive: 0,
-    text: "a quantity > 0"
-  }),
-  maxPosition: inRange("RISK_MAX_POSITION", Config.Number("RISK_MAX_POSITION").pipe(Config.withDefault(0.01)), {
-    minExclusive: 0,
-    text: "a quantity > 0"
-  }),
-  maxTradesPerMinute: inRange("RISK_MAX_TRADES_PER_MINUTE", Config.Int("RISK_MAX_TRADES_PER_MINUTE").pipe(Config.withDefault(2)), {
-    min: 1,
-    text: "a whole number ≥ 1"
-  }),
-  maxTradesPerHour: inRange("RISK_MAX_TRADES_PER_HOUR", Config.Int("RISK_MAX_TRADES_PER_HOUR").pipe(Config.withDefault(20)), {
-    min: 1,
-    text: "a whole number ≥ 1"
-  })
-})
+export { riskLimitsConfig } from "./RiskConfig.ts"
 
 export const approvedTotal = Metric.counter("risk_approved_total", { description: "Candidates approved" })
 export const rejectedTotal = Metric.counter("risk_rejected_total", { description: "Candidates rejected" })

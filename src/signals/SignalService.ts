@@ -15,20 +15,10 @@ import { MarketRaw, SignalsCandidate } from "../domain/Topics.ts"
 import { LATENCY_BUCKETS_SECONDS, secondsBetween, tickToCandidateSeconds } from "../observability/Metrics.ts"
 import { type GateVerdict, makeModelGate } from "../ml/ModelGate.ts"
 import { ConfigError } from "../domain/Errors.ts"
-import { DEFAULT_WINDOWS, initialSignalState, type SignalState, type SignalWindows, stepSignal, windowsProblem } from "./SignalWorker.ts"
+import { signalWindowsConfig } from "./SignalConfig.ts"
+import { initialSignalState, type SignalState, stepSignal } from "./SignalWorker.ts"
 
-/** The MA windows from `SIGNAL_FAST` / `SIGNAL_SLOW` (default 10 / 30 trades); the same for live and replay. */
-export const signalWindowsConfig = Config.all({
-  fast: Config.Int("SIGNAL_FAST").pipe(Config.withDefault(DEFAULT_WINDOWS.fast)),
-  slow: Config.Int("SIGNAL_SLOW").pipe(Config.withDefault(DEFAULT_WINDOWS.slow))
-}).pipe(
-  Effect.flatMap((w: SignalWindows) => {
-    const problem = windowsProblem(w)
-    return problem === undefined
-      ? Effect.succeed(w)
-      : Effect.fail(new ConfigError({ message: `SIGNAL_FAST / SIGNAL_SLOW: ${problem}` }))
-  })
-)
+export { signalWindowsConfig } from "./SignalConfig.ts"
 
 export const candidatesTotal = Metric.counter("signals_candidates_total", { description: "Candidates emitted" })
 
