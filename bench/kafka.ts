@@ -1,12 +1,15 @@
 /**
  * Kafka on the local broker: a bare produce → consume round trip with each client (kafkajs, @platformatic/kafka) as
- * the floor, and the same through our Bus (layers/KafkaBus.ts): one message at a time (latency) and `n` tick
+ * the floor, and the same through our Bus on either client (layers/KafkaBus.ts, layers/PlatformaticKafkaBus.ts): one
+ * message at a time (latency) and `n` tick
  * messages in 1,000-message publishes consumed and committed batch by batch (throughput, as ingest → signals does).
  */
 import { Consumer, Producer, stringDeserializers, stringSerializers } from "@platformatic/kafka"
 import { Effect, Stream } from "effect"
 import { Kafka, logLevel } from "kafkajs"
 import * as KafkaBus from "../layers/KafkaBus.ts"
+import type { KafkaClient } from "../layers/KafkaOptions.ts"
+import * as PlatformaticKafkaBus from "../layers/PlatformaticKafkaBus.ts"
 import { Bus, commitBatch } from "../src/bus/Bus.ts"
 import { MarketRaw } from "../src/domain/Topics.ts"
 import { pct, sleep, sorted } from "./lib.ts"
@@ -120,8 +123,8 @@ export const platformaticFloor = async (n: number): Promise<KafkaFigures> => {
   return { p50: pct(latencies, 50), p99: pct(latencies, 99), perSec }
 }
 
-/** Our Bus over Kafka (layers/KafkaBus.ts): decode + commit per batch included, as in the stages. */
-export const kafkaBusFigures = (n: number): Promise<KafkaFigures> =>
+/** Our Bus over Kafka with `client` behind it: decode + commit per batch included, as in the stages. */
+export const kafkaBusFigures = (n: number, client: KafkaClient = "kafkajs"): Promise<KafkaFigures> =>
   Effect.runPromise(
     Effect.scoped(
       Effect.gen(function*() {
@@ -157,6 +160,6 @@ export const kafkaBusFigures = (n: number): Promise<KafkaFigures> =>
         yield* Effect.promise(() => done)
         const perSec = n / ((performance.now() - started) / 1000)
         return { p50: pct(latencies, 50), p99: pct(latencies, 99), perSec }
-      }).pipe(Effect.provide(KafkaBus.layerConfig({ brokers, clientId: "bench", partitions: 3 })))
+      }).pipe(Effect.provide((client === "platformatic" ? PlatformaticKafkaBus : KafkaBus).layerConfig({ brokers, clientId: "bench", partitions: 3 })))
     )
   )

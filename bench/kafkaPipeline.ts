@@ -17,6 +17,7 @@ import { createWriteStream, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { Kafka, logLevel } from "kafkajs"
+import type { KafkaClient } from "../layers/KafkaOptions.ts"
 import { cli, forkChild, nextMessage, pct, procStat, sleep, sorted, stop } from "./lib.ts"
 
 const brokers = (process.env.KAFKA_BROKERS ?? "127.0.0.1:19092").split(",")
@@ -152,7 +153,7 @@ export const kafkaPipelineRun = async (
   rate: number,
   seconds: number,
   warmup: number,
-  options: { readonly store?: boolean; readonly entry?: string } = {}
+  options: { readonly store?: boolean; readonly entry?: string; readonly client?: KafkaClient } = {}
 ): Promise<PipelineRun> => {
   const sim = forkChild("sim.ts", [String(rate), String(warmup), String(seconds)])
   const services: Array<Service> = []
@@ -161,7 +162,7 @@ export const kafkaPipelineRun = async (
   if (logDir !== undefined) console.error(`[kafka pipeline] ${rate}/s, topic prefix ${prefix}`)
   try {
     const { ws, rest } = await nextMessage<{ type: "ready"; ws: string; rest: string }>(sim, "ready")
-    const env = { ...openLimits, EXCHANGE_WS_URL: ws, EXCHANGE_REST_URL: rest, BUS: "kafka", KAFKA_TOPIC_PREFIX: prefix, DATA_DIR: dataDir, STORE_ENABLED: options.store === true ? "true" : "false" }
+    const env = { ...openLimits, EXCHANGE_WS_URL: ws, EXCHANGE_REST_URL: rest, BUS: "kafka", KAFKA_CLIENT: options.client ?? "kafkajs", KAFKA_TOPIC_PREFIX: prefix, DATA_DIR: dataDir, STORE_ENABLED: options.store === true ? "true" : "false" }
     const stages = ["orders", "risk", "signals", ...(options.store === true ? ["store"] : []), "ingest"]
     for (const stage of stages) services.push(startService(stage, env, options.entry ?? cli))
     // consumers first: every consuming service ready (groups joined, partitions assigned), ingest healthy and connected
@@ -252,7 +253,8 @@ export const pipelineSection = async (
 ): Promise<string> => {
   const { ms, spread, median } = fmt
   const latency = await interleaved<PipelineRun>([
-    ["kafka", () => kafkaPipelineRun(1_000, 8, 4)],
+    ["kafka", () => kafkaPipelineRun(1_000, 8, 4, { client: "kafkajs" })],
+    ["kafka-platformatic", () => kafkaPipelineRun(1_000, 8, 4, { client: "platformatic" })],
     ...(before === undefined ? [] : [["kafka-before", () => kafkaPipelineRun(1_000, 8, 4, { entry: before })] as const])
   ])
   const row = (label: string, runs: ReadonlyArray<PipelineRun>) =>
@@ -261,33 +263,38 @@ export const pipelineSection = async (
     } | ${(median(runs.map((r) => r.p50)) / floorP50).toFixed(1)}× | ${spread(runs.map((r) => r.backlog), (x) => x.toFixed(0))} | ${median(runs.map((r) => r.cpuPct)).toFixed(0)} % | ${
       median(runs.map((r) => r.rssMb)).toFixed(0)
     } |`
-  const latencyRows = [row("this checkout", latency.get("kafka")!), ...(latency.has("kafka-before") ? [row("before (BENCH_BEFORE)", latency.get("kafka-before")!)] : [])]
+  const latencyRows = [
+    row("this checkout, KAFKA_CLIENT=kafkajs", latency.get("kafka")!),
+    row("this checkout, KAFKA_CLIENT=platformatic", latency.get("kafka-platformatic")!),
+    ...(latency.has("kafka-before") ? [row("before (BENCH_BEFORE)", latency.get("kafka-before")!)] : [])]
 
   const sustained: Array<string> = []
-  let best: number | undefined
-  for (const rate of SUSTAINED_RATES) {
-    const r = await kafkaPipelineRun(rate, 6, 3, { store: true })
-    log(`kafka sustained ${rate}/s: ${JSON.stringify(r)}`)
-    const kept = keptUp(rate, r)
-    if (kept) best = rate
-    const lags = ["signals", "risk", "orders", "store"].map((g) => r.lag[g] ?? "–").join(" / ")
-    sustained.push(
-      `| ${rate.toLocaleString("en-US")}/s | ${Math.round(r.sentPerSec).toLocaleString("en-US")}/s (sim CPU ${r.simCpuPct.toFixed(0)} %) | ${r.ingestBacklog} | ${lags} | ${
-        r.storeDrainSec === undefined ? "**no** (not within 30 s)" : `yes, +${r.storeDrainSec.toFixed(1)} s`
-      } | ${kept ? "yes" : "**no**"} | ${ms(r.p50)} | ${ms(r.p99)} | ${r.orders} | ${r.cpuPct.toFixed(0)} % |`
-    )
-    if (!kept) break
+  const best: Record<KafkaClient, number | undefined> = { kafkajs: undefined, platformatic: undefined }
+  for (const client of ["kafkajs", "platformatic"] as const) {
+    for (const rate of SUSTAINED_RATES) {
+      const r = await kafkaPipelineRun(rate, 6, 3, { store: true, client })
+      log(`kafka (${client}) sustained ${rate}/s: ${JSON.stringify(r)}`)
+      const kept = keptUp(rate, r)
+      if (kept) best[client] = rate
+      const lags = ["signals", "risk", "orders", "store"].map((g) => r.lag[g] ?? "–").join(" / ")
+      sustained.push(
+        `| ${client} | ${rate.toLocaleString("en-US")}/s | ${Math.round(r.sentPerSec).toLocaleString("en-US")}/s (sim CPU ${r.simCpuPct.toFixed(0)} %) | ${r.ingestBacklog} | ${lags} | ${
+          r.storeDrainSec === undefined ? "**no** (not within 30 s)" : `yes, +${r.storeDrainSec.toFixed(1)} s`
+        } | ${kept ? "yes" : "**no**"} | ${ms(r.p50)} | ${ms(r.p99)} | ${r.orders} | ${r.cpuPct.toFixed(0)} % |`
+      )
+      if (!kept) break
+    }
   }
-  return `Tick → order with \`autotrader service ingest|signals|risk|orders\` as four processes over the broker (BUS=kafka, fresh topic prefix per run; bench/kafkaPipeline.ts), same simulator and measure as §1 (trade sent → order received, by the simulator). The load starts only once every consuming service's \`/ready\` answers 200 (groups joined, partitions held) and ingest's \`/health\` does and it is connected; then a 4 s warm-up, then 8 s measured at 1,000 trades/s. **Backlog** at the end = trades sent − ticks on market.raw + the signals group's lag. Floor: the kafkajs round trip p50 above (three hops: market.raw, signals.candidate, signals.approved, plus the orders stage's OrderSubmitted write-ahead before the POST).
+  return `Tick → order with \`autotrader service ingest|signals|risk|orders\` as four processes over the broker (BUS=kafka, KAFKA_CLIENT per row, fresh topic prefix per run; bench/kafkaPipeline.ts), same simulator and measure as §1 (trade sent → order received, by the simulator). The load starts only once every consuming service's \`/ready\` answers 200 (groups joined, partitions held) and ingest's \`/health\` does and it is connected; then a 4 s warm-up, then 8 s measured at 1,000 trades/s. **Backlog** at the end = trades sent − ticks on market.raw + the signals group's lag. Floor: the kafkajs round trip p50 above (three hops: market.raw, signals.candidate, signals.approved, plus the orders stage's OrderSubmitted write-ahead before the POST).
 
 | subject | p50 ms | p99 ms | max ms | orders | p50 / kafkajs RTT p50 | backlog at end | CPU (4 processes) | RSS MB |
 |---|---|---|---|---|---|---|---|---|
 ${latencyRows.join("\n")}
 
-Sustained rate: the simulator offers each rate for 6 s after a 3 s warm-up, with \`service store\` as a fifth process (DATA_DIR in a temp dir). Lag per group is read from the broker at the end of the window (signals, store: ticks on market.raw; risk: candidates; orders: approvals). **Stored**: after the window, the store group committed every tick (a commit follows a renamed Parquet file), and how long after the end. A rate is **sustained** when the backlog stays under half a second of trades, risk and orders are caught up and the simulator really offered ≥ 95 % of the rate (its own ceiling is part of the floor). Highest sustained: **${best === undefined ? "none of the rates tried" : `${best.toLocaleString("en-US")} ticks/s`}** (target 50,000).
+Sustained rate: the simulator offers each rate for 6 s after a 3 s warm-up, with \`service store\` as a fifth process (DATA_DIR in a temp dir). Lag per group is read from the broker at the end of the window (signals, store: ticks on market.raw; risk: candidates; orders: approvals). **Stored**: after the window, the store group committed every tick (a commit follows a renamed Parquet file), and how long after the end. A rate is **sustained** when the backlog stays under half a second of trades, risk and orders are caught up and the simulator really offered ≥ 95 % of the rate (its own ceiling is part of the floor). Highest sustained (target 50,000 ticks/s): ${(["kafkajs", "platformatic"] as const).map((c) => `${c} **${best[c] === undefined ? "none of the rates tried" : `${best[c].toLocaleString("en-US")} ticks/s`}**`).join(", ")}.
 
-| offered | sent by the simulator | not yet on market.raw | lag signals / risk / orders / store | stored all | sustained | p50 ms | p99 ms | orders | CPU (5 processes) |
-|---|---|---|---|---|---|---|---|---|---|
+| client | offered | sent by the simulator | not yet on market.raw | lag signals / risk / orders / store | stored all | sustained | p50 ms | p99 ms | orders | CPU (5 processes) |
+|---|---|---|---|---|---|---|---|---|---|---|
 ${sustained.join("\n")}
 `
 }

@@ -46,7 +46,8 @@ const children: Record<string, (args: ReadonlyArray<string>) => Promise<unknown>
   },
   "kafkajs": () => kafkajsFloor(KAFKA_N),
   "platformatic": () => platformaticFloor(KAFKA_N),
-  "kafka-bus": () => kafkaBusFigures(KAFKA_N)
+  "kafka-bus": () => kafkaBusFigures(KAFKA_N, "kafkajs"),
+  "kafka-bus-platformatic": () => kafkaBusFigures(KAFKA_N, "platformatic")
 }
 
 const child = <T>(name: string, ...args: Array<string>): T =>
@@ -125,7 +126,8 @@ const kafkaSection = async () => {
   const floors = await interleaved<{ p50: number; p99: number; perSec: number }>([
     ["kafkajs", () => child("kafkajs")],
     ["@platformatic/kafka", () => child("platformatic")],
-    ["KafkaBus (kafkajs)", () => child("kafka-bus")]
+    ["KafkaBus (kafkajs)", () => child("kafka-bus")],
+    ["KafkaBus (platformatic)", () => child("kafka-bus-platformatic")]
   ])
   const base = floors.get("kafkajs")!
   const floorRows = [...floors].map(([name, runs]) =>

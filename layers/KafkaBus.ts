@@ -51,6 +51,9 @@ import { config, type KafkaBusOptions } from "./KafkaOptions.ts"
 export { config }
 export type { KafkaBusOptions }
 
+/** Fetch wait of ephemeral readers (see where it is used). */
+const EPHEMERAL_MAX_WAIT_MS = 500
+
 /** Longest a consumer's disconnect (leave group, close sockets) may hold a subscription's end or the bus's release. */
 const consumerDisconnectTimeout = Duration.seconds(10)
 
@@ -577,7 +580,10 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
             sessionTimeout,
             heartbeatInterval,
             rebalanceTimeout: Math.max(sessionTimeout, 10_000),
-            maxWaitTimeInMs,
+            // The broker answers a fetch as soon as data arrives, so the wait only paces idle polling. State readers
+            // (ephemeral: orders.events, control, … in risk and orders) are idle most of the time: polling them every
+            // 50 ms cost an otherwise idle service ~5-10 % of a core here, and the broker as much again.
+            maxWaitTimeInMs: ephemeral ? Math.max(maxWaitTimeInMs, EPHEMERAL_MAX_WAIT_MS) : maxWaitTimeInMs,
             minBytes: 1,
             allowAutoTopicCreation: false,
             retry: {

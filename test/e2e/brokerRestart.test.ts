@@ -6,40 +6,11 @@
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { type ChildProcess, spawn, spawnSync } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
-import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import type { SimExchange } from "../../src/sim/SimExchange.ts"
 import { startSimExchange } from "../../src/sim/SimExchange.ts"
-
-/** A free port P with P+1 free too (the broker's controller listens there). */
-const freePortPair = async (): Promise<number> => {
-  const listen = (port: number) =>
-    new Promise<number | undefined>((resolve) => {
-      const server = createServer()
-      server.once("error", () => resolve(undefined))
-      server.listen(port, "127.0.0.1", () => {
-        const p = (server.address() as { port: number }).port
-        server.close(() => resolve(p))
-      })
-    })
-  for (let i = 0; i < 20; i++) {
-    const p = await listen(0)
-    if (p !== undefined && p < 65000 && (await listen(p + 1)) !== undefined) return p
-  }
-  throw new Error("no free port pair")
-}
-
-const kafka = (command: "start" | "stop", port: number, dataDir: string) =>
-  new Promise<void>((resolve, reject) => {
-    const child = spawn("bash", ["scripts/kafka.sh", command], {
-      env: { ...process.env, KAFKA_PORT: String(port), KAFKA_DATA_DIR: dataDir, KAFKA_HEAP: "384m" },
-      stdio: ["ignore", "ignore", "pipe"]
-    })
-    let stderr = ""
-    child.stderr!.on("data", (d: Buffer) => (stderr += d))
-    child.on("exit", (code) => (code === 0 ? resolve() : reject(new Error(`kafka.sh ${command} failed (${code}): ${stderr}`))))
-  })
+import { freePortPair, kafka } from "../support/broker.ts"
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
