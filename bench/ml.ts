@@ -138,6 +138,8 @@ export interface TrainBench {
   readonly rows: number
   readonly features: number
   readonly seconds: number
+  /** CPU seconds of the process meanwhile (the machine is shared: wall time moves with the load). */
+  readonly cpuSeconds: number
   readonly accuracy: number
 }
 
@@ -164,10 +166,11 @@ const trainMatrix = (rows: number) => {
 /** Walk-forward (4 folds) + the final fit on `rows` synthetic rows with a weak planted signal. */
 export const benchTrain = (rows = 1_000_000): TrainBench => {
   const { f, t, x, y } = trainMatrix(rows)
+  const cpu = process.cpuUsage()
   const started = performance.now()
   const report = trainOn({ matrix: { x, n: rows, f }, y, t, symbols: 2, features: DEFAULT_TRAINING_FEATURES, horizonMs: 30_000, specHash: SPEC_HASH })
   const seconds = (performance.now() - started) / 1000
-  return { rows, features: f, seconds, accuracy: report.pooled.accuracy }
+  return { rows, features: f, seconds, cpuSeconds: cpuSeconds(cpu), accuracy: report.pooled.accuracy }
 }
 
 /** Floor: one pass of XᵀX (with the intercept column) over the same matrix: seconds. */
@@ -176,6 +179,7 @@ export const trainFloor = (rows = 1_000_000): TrainBench => {
   const kk = f + 1
   const z = new Float64Array(kk)
   const h = new Float64Array(kk * kk)
+  const cpu = process.cpuUsage()
   const started = performance.now()
   for (let i = 0; i < rows; i++) {
     for (let j = 0; j < f; j++) z[j] = x[i * f + j]
@@ -186,7 +190,7 @@ export const trainFloor = (rows = 1_000_000): TrainBench => {
     }
   }
   const seconds = (performance.now() - started) / 1000
-  return { rows, features: f, seconds, accuracy: h[0] > 0 ? Number.NaN : 0 }
+  return { rows, features: f, seconds, cpuSeconds: cpuSeconds(cpu), accuracy: h[0] > 0 ? Number.NaN : 0 }
 }
 
 export interface ScoringBench {
@@ -395,7 +399,7 @@ ${n} run${n === 1 ? "" : "s"}, each measurement a fresh process, floor and subje
 | figure | value | floor | floor value | figure / floor |
 |---|---|---|---|---|
 | dataset: \`buildDataset\` (\`autotrader dataset\`), ${DATASET_TICKS.toLocaleString("en-US")}-tick tree (2 symbols), per tick, 30 s horizon, 15 features + labels, Parquet zstd: rows/s (wall ${spread(ds.map((d) => d.seconds), secs)}, process CPU ${spread(ds.map((d) => d.cpuSeconds), secs)}, ${m(ds, (d) => d.rows).toLocaleString("en-US")} rows) | ${spread(ds.map((d) => d.rowsPerSec), k)} | one bare DuckDB query over the same tree: read, MA10/MA30 per symbol, Parquet zstd (wall ${spread(dsFloor.map((d) => d.seconds), secs)}, CPU ${spread(dsFloor.map((d) => d.cpuSeconds), secs)}) | ${spread(dsFloor.map((d) => d.rowsPerSec), k)} | ${ratio(m(ds, (d) => d.rowsPerSec) / m(dsFloor, (d) => d.rowsPerSec))} |
-| train: walk-forward (4 folds, purge + embargo) + final fit, logistic, ${TRAIN_ROWS.toLocaleString("en-US")} rows × ${tr[0]?.features ?? "–"} features, matrix in memory | ${spread(tr.map((t) => t.seconds), secs)} | one pass of XᵀX over the same matrix (each Newton step of each fit is one weighted pass) | ${spread(trFloor.map((t) => t.seconds), secs)} | ${(m(tr, (t) => t.seconds) / m(trFloor, (t) => t.seconds)).toFixed(0)} passes |
+| train: walk-forward (4 folds, purge + embargo) + final fit, logistic, ${TRAIN_ROWS.toLocaleString("en-US")} rows × ${tr[0]?.features ?? "–"} features, matrix in memory (process CPU ${spread(tr.map((t) => t.cpuSeconds), secs)}) | ${spread(tr.map((t) => t.seconds), secs)} | one pass of XᵀX over the same matrix (each Newton step of each fit is one weighted pass; CPU ${spread(trFloor.map((t) => t.cpuSeconds), secs)}) | ${spread(trFloor.map((t) => t.seconds), secs)} | ${(m(tr, (t) => t.seconds) / m(trFloor, (t) => t.seconds)).toFixed(0)} passes |
 | scoring p50 per candidate: features from the live history + the model (engine: ${sc[0]?.engine ?? "–"}), µs | ${spread(sc.map((s) => s.p50Micros), us)} | standardise + dot product + sigmoid in TS, same vector | ${spread(sc.map((s) => s.floorP50Micros), us)} | ${ratio(m(sc, (s) => s.p50Micros) / m(sc, (s) => s.floorP50Micros))} |
 | scoring p99 per candidate, µs (target ≤ 200 µs: ${p99 <= 200 ? "met" : "missed"}) | ${spread(sc.map((s) => s.p99Micros), us)} | same floor, p99 | ${spread(sc.map((s) => s.floorP99Micros), us)} | ${ratio(p99 / m(sc, (s) => s.floorP99Micros))} |
 | onnxruntime's own \`session.run\` on the same vector and model (batch of 1), p50 / p99 µs | ${spread(sc.map((s) => s.ortP50Micros), us)} / ${spread(sc.map((s) => s.ortP99Micros), us)} | – | – | – |

@@ -303,7 +303,11 @@ const depth = (e: Expr): number => {
 }
 
 export interface SqlPlan {
-  /** Stages after the base relation: each `SELECT *, <windows> FROM <previous>`. */
+  /**
+   * Window stages over the base relation: each `SELECT *, <windows> FROM <previous>`, one sort each. The first
+   * holds `rn` (row number per symbol in (t, trade_id) order) and lags of plain columns; the aggregates, which
+   * test `rn` for a full frame, come after it.
+   */
   readonly stages: ReadonlyArray<ReadonlyArray<string>>
   /** `<expr> AS "<name>"` per feature, over the last stage's columns. */
   readonly selects: ReadonlyArray<string>
@@ -316,79 +320,93 @@ const BY_RN = "PARTITION BY symbol ORDER BY rn"
 /**
  * Compiles features to SQL over a relation with columns symbol, trade_id, t, price, size, buy. Identical window
  * subexpressions are computed once. Division by zero is NULL (DuckDB's default) and NaN in TypeScript.
+ *
+ * Every stage is a sort of all the columns it carries, so: as few stages as the nesting allows (a lag of plain
+ * columns sits beside `rn` in the first), and each window in the last stage it can be in (just before the first
+ * window that reads it, else the final one), so the early stages carry few columns.
  */
 export const compileSql = (features: ReadonlyArray<Feature>): SqlPlan => {
-  const windows = new Map<string, { name: string; depth: number; sql: string }>()
-  const sqlOf = (e: Expr): string => {
+  interface Win {
+    readonly name: string
+    readonly e: Extract<Expr, { n: number }>
+    readonly arg: string
+    /** The earliest stage (1-based) it can be computed in. */
+    readonly earliest: number
+    readonly reads: ReadonlySet<string>
+  }
+  const windows = new Map<string, Win>()
+  // [sql, the stage after which its value exists (0: in the base relation), the windows it reads]
+  type Out = readonly [string, number, ReadonlySet<string>]
+  const none: ReadonlySet<string> = new Set()
+  const join2 = (a: Out, b: Out, f: (x: string, y: string) => string): Out => [f(a[0], b[0]), Math.max(a[1], b[1]), new Set([...a[2], ...b[2]])]
+  const map1 = (a: Out, f: (x: string) => string): Out => [f(a[0]), a[1], a[2]]
+  const sqlOf = (e: Expr): Out => {
     switch (e.op) {
       case "col":
-        return e.col
+        return [e.col, 0, none]
       case "num":
-        return sqlNumber(e.value)
+        return [sqlNumber(e.value), 0, none]
       case "add":
-        return `(${sqlOf(e.a)} + ${sqlOf(e.b)})`
+        return join2(sqlOf(e.a), sqlOf(e.b), (a, b) => `(${a} + ${b})`)
       case "sub":
-        return `(${sqlOf(e.a)} - ${sqlOf(e.b)})`
+        return join2(sqlOf(e.a), sqlOf(e.b), (a, b) => `(${a} - ${b})`)
       case "mul":
-        return `(${sqlOf(e.a)} * ${sqlOf(e.b)})`
+        return join2(sqlOf(e.a), sqlOf(e.b), (a, b) => `(${a} * ${b})`)
       case "div":
-        return `(${sqlOf(e.a)} / NULLIF(${sqlOf(e.b)}, 0.0))`
+        return join2(sqlOf(e.a), sqlOf(e.b), (a, b) => `(${a} / NULLIF(${b}, 0.0))`)
       case "mod":
-        return `fmod(${sqlOf(e.a)}, ${sqlOf(e.b)})`
+        return join2(sqlOf(e.a), sqlOf(e.b), (a, b) => `fmod(${a}, ${b})`)
       case "ln":
-        return `ln(${sqlOf(e.a)})`
+        return map1(sqlOf(e.a), (a) => `ln(${a})`)
       case "sin":
-        return `sin(${sqlOf(e.a)})`
+        return map1(sqlOf(e.a), (a) => `sin(${a})`)
       case "cos":
-        return `cos(${sqlOf(e.a)})`
+        return map1(sqlOf(e.a), (a) => `cos(${a})`)
       default: {
         const key = JSON.stringify(e)
         const known = windows.get(key)
-        if (known !== undefined) return known.name
-        const arg = sqlOf(e.a)
-        const frame = `(${BY_RN} ROWS BETWEEN ${e.n - 1} PRECEDING AND CURRENT ROW)`
-        const sql = e.op === "lag"
-          ? `lag(${arg}, ${e.n}) OVER (${BY_RN})`
-          : e.op === "lead"
-          ? `lead(${arg}, ${e.n}) OVER (${BY_RN})`
-          : // NULL until the frame holds n defined values, as the TypeScript side (NaN) and the signal worker
-            // (nothing before 30): the argument is defined from trade lookback(a) + 1 on, so the frame is full from
-            // trade lookback(a) + n (a row-number test: cheaper than a second, counting window)
-            `CASE WHEN rn >= ${lookback(e.a) + e.n} THEN ${
-              e.op === "mean" ? "avg" : e.op === "sum" ? "sum" : "stddev_pop"
-            }(${arg}) OVER ${frame} END`
+        if (known !== undefined) return [known.name, known.earliest, new Set([known.name])]
+        const [arg, level, reads] = sqlOf(e.a)
+        // aggregates test rn, which exists after the first stage
+        const earliest = e.op === "lag" || e.op === "lead" ? level + 1 : Math.max(2, level + 1)
         const name = `_w${windows.size}`
-        windows.set(key, { name, depth: depth(e), sql })
-        return name
+        windows.set(key, { name, e, arg, earliest, reads })
+        return [name, earliest, new Set([name])]
       }
     }
   }
-  const selects = features.map((f) => `${sqlOf(f.expr)} AS "${f.name.replaceAll("\"", "")}"`)
+  const selects = features.map((f) => `${sqlOf(f.expr)[0]} AS "${f.name.replaceAll("\"", "")}"`)
   const all = [...windows.values()]
-  const maxDepth = Math.max(0, ...all.map((w) => w.depth))
-  // Each stage is a sort of everything it carries, so a window goes to the last stage it can (just before the
-  // first window that reads it, else the final one): the earlier stages then carry few columns.
+  const last = Math.max(1, ...all.map((w) => w.earliest))
   const stageOf = new Map<string, number>()
-  const reads = (w: { readonly sql: string }) => new Set([...w.sql.matchAll(/\b_w\d+\b/g)].map((m) => m[0]))
-  for (const w of [...all].sort((a, b) => b.depth - a.depth)) {
-    const consumers = all.filter((c) => reads(c).has(w.name)).map((c) => stageOf.get(c.name)!)
-    stageOf.set(w.name, Math.min(maxDepth, ...consumers.map((st) => st - 1)))
+  for (const w of [...all].sort((a, b) => b.earliest - a.earliest)) {
+    const consumers = all.filter((c) => c.reads.has(w.name)).map((c) => stageOf.get(c.name)!)
+    stageOf.set(w.name, Math.min(last, ...consumers.map((st) => st - 1)))
+  }
+  const sqlOfWindow = (w: Win, stage: number): string => {
+    const { arg, e } = w
+    const order = stage === 1 ? ORDER : BY_RN
+    if (e.op === "lag") return `lag(${arg}, ${e.n}) OVER (${order})`
+    if (e.op === "lead") return `lead(${arg}, ${e.n}) OVER (${order})`
+    // NULL until the frame holds n defined values, as the TypeScript side (NaN) and the signal worker (nothing
+    // before 30): the argument is defined from trade lookback(a) + 1 on, so the frame is full from trade
+    // lookback(a) + n (a row-number test: cheaper than a second, counting window)
+    const agg = e.op === "mean" ? "avg" : e.op === "sum" ? "sum" : "stddev_pop"
+    return `CASE WHEN rn >= ${lookback(e.a) + e.n} THEN ${agg}(${arg}) OVER (${BY_RN} ROWS BETWEEN ${e.n - 1} PRECEDING AND CURRENT ROW) END`
   }
   const stages: Array<Array<string>> = []
-  for (let d = 1; d <= maxDepth; d++) {
-    const cols = all.filter((w) => stageOf.get(w.name) === d).map((w) => `${w.sql} AS ${w.name}`)
-    if (cols.length > 0) stages.push(cols)
+  for (let st = 1; st <= last; st++) {
+    const cols = all.filter((w) => stageOf.get(w.name) === st).map((w) => `${sqlOfWindow(w, st)} AS ${w.name}`)
+    stages.push(st === 1 ? [`row_number() OVER (${ORDER}) AS rn`, ...cols] : cols)
   }
-  return { stages, selects }
+  return { stages: stages.filter((cols) => cols.length > 0), selects }
 }
 
 /** The whole feature query over `base` (a relation or CTE name): one row per tick with symbol, trade_id, t, rn. */
 export const featureSql = (base: string, features: ReadonlyArray<Feature>, extraColumns: ReadonlyArray<string> = []): string => {
   const plan = compileSql(features)
-  const ctes: Array<string> = [`_s0 AS (SELECT *, row_number() OVER (${ORDER}) AS rn FROM ${base})`]
-  plan.stages.forEach((cols, i) => ctes.push(`_s${i + 1} AS (SELECT *, ${cols.join(", ")} FROM _s${i})`))
-  const last = `_s${plan.stages.length}`
+  const ctes = plan.stages.map((cols, i) => `_s${i + 1} AS (SELECT *, ${cols.join(", ")} FROM ${i === 0 ? base : `_s${i}`})`)
   const extra = extraColumns.length > 0 ? `, ${extraColumns.join(", ")}` : ""
-  return `WITH ${ctes.join(",\n")}\nSELECT symbol, trade_id, t, rn${extra}, ${plan.selects.join(", ")} FROM ${last}`
+  return `WITH ${ctes.join(",\n")}\nSELECT symbol, trade_id, t, rn${extra}, ${plan.selects.join(", ")} FROM _s${plan.stages.length}`
 }
 

@@ -25,6 +25,11 @@ export interface FitOptions {
   readonly l2: number
   readonly maxIterations?: number
   readonly tolerance?: number
+  /**
+   * A model to start from (e.g. the previous walk-forward fold's), carried over into this fit's standardisation:
+   * Newton then needs a few steps instead of ~7. The optimum is the same; only the path to it is shorter.
+   */
+  readonly init?: LogisticModel
 }
 
 /**
@@ -90,6 +95,17 @@ export const fitLogistic = (m: Matrix, y: ArrayLike<number>, rows: Int32Array | 
   const k = f + 1 // weights, then the intercept
   const w = new Float64Array(k)
   const z = new Float64Array(k)
+  if (options.init !== undefined && options.init.weights.length === f) {
+    // the same raw-space function in this fit's standardisation: beta_j = w_j / scale_j
+    const from = options.init
+    let b = from.intercept
+    for (let j = 0; j < f; j++) {
+      const beta = from.weights[j] / from.scale[j]
+      w[j] = beta * scale[j]
+      b += beta * (mean[j] - from.mean[j])
+    }
+    w[f] = b
+  }
   const maxIterations = options.maxIterations ?? 50
   const tolerance = options.tolerance ?? 1e-8
   for (let iter = 0; iter < maxIterations; iter++) {
@@ -172,27 +188,36 @@ export const logLoss = (p: ArrayLike<number>, y: ArrayLike<number>): number => {
   return p.length === 0 ? Number.NaN : s / p.length
 }
 
-/** Area under the ROC curve by ranks (ties share their mean rank); 0.5 when one class is absent. */
+/**
+ * Area under the ROC curve: the Mann–Whitney U of the positives over the negatives (a tie counts one half, the
+ * same as ranking with ties at their mean rank), from the two classes' scores sorted apart (typed-array sorts);
+ * 0.5 when one class is absent.
+ */
 export const auc = (p: ArrayLike<number>, y: ArrayLike<number>): number => {
   const n = p.length
-  const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => p[a] - p[b])
-  let rankSum = 0
   let positives = 0
-  for (let i = 0; i < n;) {
-    let j = i
-    while (j + 1 < n && p[order[j + 1]] === p[order[i]]) j++
-    const rank = (i + j) / 2 + 1
-    for (let k = i; k <= j; k++) {
-      if (y[order[k]] === 1) {
-        rankSum += rank
-        positives++
-      }
-    }
-    i = j + 1
-  }
+  for (let i = 0; i < n; i++) if (y[i] === 1) positives++
   const negatives = n - positives
   if (positives === 0 || negatives === 0) return 0.5
-  return (rankSum - (positives * (positives + 1)) / 2) / (positives * negatives)
+  const pos = new Float64Array(positives)
+  const neg = new Float64Array(negatives)
+  for (let i = 0, a = 0, b = 0; i < n; i++) {
+    if (y[i] === 1) pos[a++] = p[i]
+    else neg[b++] = p[i]
+  }
+  pos.sort()
+  neg.sort()
+  let u = 0
+  let below = 0 // negatives < v
+  let upTo = 0 // negatives <= v
+  for (let i = 0; i < positives; i++) {
+    const v = pos[i]
+    while (below < negatives && neg[below] < v) below++
+    if (upTo < below) upTo = below
+    while (upTo < negatives && neg[upTo] <= v) upTo++
+    u += below + (upTo - below) / 2
+  }
+  return u / (positives * negatives)
 }
 
 export const metricsOf = (p: ArrayLike<number>, y: ArrayLike<number>): Metrics => {
