@@ -13,7 +13,10 @@ export interface KafkaBusOptions {
   readonly partitions: number
   /** Deliveries a subscription buffers before its consumer stops fetching (default 4096; a stage takes what is buffered as one batch). */
   readonly bufferSize?: number
-  /** Most messages in one produce request (default 2000: well under the broker's 1 MB per partition batch for our messages). */
+  /**
+   * Most messages in one produce request (default 2000, kafkajs 1000: well under the broker's 1 MB per partition batch
+   * for our messages; kafkajs groups a request's messages by partition in time quadratic in their number).
+   */
   readonly maxBatchMessages?: number
   /** Consumer group session timeout (default 10 s; the dev broker allows down to 1 s). */
   readonly sessionTimeoutMs?: number
