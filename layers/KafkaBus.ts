@@ -62,6 +62,14 @@ const messageOf = (error: unknown): string => (error instanceof Error ? error.me
 const isRetriable = (error: unknown): boolean =>
   typeof error === "object" && error !== null && (error as { readonly retriable?: unknown }).retriable === true
 
+/** Commit refusals that mean "your generation is over": a rebalance is under way or has happened. */
+const rebalanced = (error: unknown): boolean => {
+  if (typeof error !== "object" || error === null) return false
+  const { type, originalError } = error as { readonly type?: unknown; readonly originalError?: unknown }
+  if (type === "ILLEGAL_GENERATION" || type === "REBALANCE_IN_PROGRESS" || type === "UNKNOWN_MEMBER_ID") return true
+  return originalError !== undefined && rebalanced(originalError)
+}
+
 const kafkaLogLevels = { ERROR: logLevel.ERROR, WARN: logLevel.WARN, INFO: logLevel.INFO, DEBUG: logLevel.DEBUG }
 
 /**
@@ -678,7 +686,13 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
               if (target <= c.floor) return Effect.void
               c.floor = target
               return state.live
-                ? attempt("commit", topic.name, () => commitLive(partition, target))
+                ? attempt("commit", topic.name, () =>
+                  commitLive(partition, target).catch((error: unknown) => {
+                    // the group moved on (a rebalance): the partition may be someone else's now. Not committing loses
+                    // nothing (whoever owns it next starts at the last commit; redelivery is idempotent downstream)
+                    if (rebalanced(error)) return
+                    throw error
+                  }))
                 : commitAsAdmin(groupId, topic.name, partition, target)
             })
 

@@ -252,17 +252,25 @@ export const follow = <A>(
     }
     const caughtUp = Effect.gen(function*() {
       const ends = yield* bus.endOffsets(topic)
-      while (!reached(ends)) {
-        if (failed.error !== undefined) return yield* failed.error
-        yield* Deferred.await(moved)
-      }
-    }).pipe(
-      Effect.timeoutOrElse({
-        duration: within,
-        orElse: () =>
-          Effect.fail(new BusError({ operation: "catchUp", topic: topic.name, message: `not caught up within ${String(within)}` }))
-      })
-    )
+      return yield* Effect.gen(function*() {
+        while (!reached(ends)) {
+          if (failed.error !== undefined) return yield* failed.error
+          yield* Deferred.await(moved)
+        }
+      }).pipe(
+        Effect.timeoutOrElse({
+          duration: within,
+          orElse: () =>
+            Effect.fail(
+              new BusError({
+                operation: "catchUp",
+                topic: topic.name,
+                message: `not caught up within ${String(within)}: at ${JSON.stringify([...positions])}, ends ${JSON.stringify([...ends])}`
+              })
+            )
+        })
+      )
+    })
     yield* caughtUp
     return { applied: () => applied, caughtUp }
   })
