@@ -217,7 +217,7 @@ const storageSection = async () => {
   }
   sections.push(`## 4. Store and replay
 
-Store: ${k(STORE_N)} ticks, two symbols. Replay: ${k(REPLAY_N)} ticks; the store's own tree is what the store wrote (sorted files, marked in the footer); the foreign tree is the same Hive layout written by DuckDB directly: rows shuffled inside each file, 25,000-row row groups, no sorted mark, and the first file of each symbol rewritten under a second name (snappy, other row groups): duplicates the replay must drop. Replay wall time is spawn → exit (start-up included); it runs signal + risk + paper fills per tick.
+Store: ${k(STORE_N)} ticks, two symbols. Replay: ${k(REPLAY_N)} ticks; the store's own tree is what the store wrote (sorted files, marked in the footer); the foreign tree is the same Hive layout written by DuckDB directly: 10-minute files per symbol, rows shuffled inside each file, 25,000-row row groups, no sorted mark, and the first two files (both BTCUSDT) rewritten under a second name (snappy, 30,000-row row groups): ${k(REPLAY_N / 10)} duplicate rows the replay must drop. Replay wall time is spawn → exit of \`node bin/autotrader.js replay <dir>\` (start-up included: \`replay\` has its own entry point, src/cli/ReplayMain.ts, that loads neither the live stages nor the simulator); it runs signal + risk + paper fills per tick. Its CPU-seconds (all threads) give a rate that waits less on a loaded machine's cores.
 
 | subject | ticks/s | floor | floor rows/s | subject / floor |
 |---|---|---|---|---|

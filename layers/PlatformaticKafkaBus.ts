@@ -26,7 +26,7 @@
  *   of their partition is committed (same bookkeeping as KafkaBus). Ephemeral readers use a throw-away group, read
  *   from the earliest offset and never commit.
  */
-import { Cause, Duration, Effect, Exit, Layer, Queue, Result, Schedule, Stream } from "effect"
+import { Cause, Duration, Effect, Exit, Layer, Queue, Schedule, Stream } from "effect"
 import type { Config, Scope } from "effect"
 import {
   Admin,
@@ -55,6 +55,7 @@ import {
 } from "../src/bus/Bus.ts"
 import { BusError } from "../src/domain/Errors.ts"
 import { AllTopics, DeadLetters, type Topic } from "../src/domain/Topics.ts"
+import { deliveriesOf } from "./KafkaDeliveries.ts"
 import { config, type KafkaBusOptions } from "./KafkaOptions.ts"
 
 export { config }
@@ -194,22 +195,28 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
     const created = new Map<string, Promise<void>>()
     /** Creates a topic once per process, before anyone reads or writes it; retried (a fresh broker takes seconds). */
     const ensureTopic = (name: string): Effect.Effect<void, BusError> =>
-      attempt("createTopic", name, () => {
+      // every publish asks: a topic known to exist costs nothing (no promise, no retry schedule)
+      existing.has(name) ? Effect.void : attempt("createTopic", name, () => {
         let pending = created.get(name)
         if (pending === undefined) {
           pending = createTopics([name])
           created.set(name, pending)
-          pending.catch(() => created.delete(name))
+          pending.then(() => existing.add(name), () => created.delete(name))
         }
         return pending
       }).pipe(Effect.retry(topicBackoff))
+    /** Topics whose creation has succeeded in this process. */
+    const existing = new Set<string>()
 
     const startUp = Effect.gen(function*() {
       yield* attempt("connect", "*", () => admin.metadata({ topics: [] }))
       yield* attempt("connect", "*", () => producer.metadata({ topics: [] }))
       const names = AllTopics.map((t) => t.name)
       yield* attempt("createTopics", names.join(","), () => createTopics(names))
-      for (const name of names) created.set(name, Promise.resolve())
+      for (const name of names) {
+        created.set(name, Promise.resolve())
+        existing.add(name)
+      }
     }).pipe(
       Effect.tapError((e) => Effect.logWarning("Kafka not reachable yet, retrying", { brokers: options.brokers, error: e.message })),
       Effect.retry(backoff)
@@ -659,18 +666,9 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
               else c.deadLettered.set(item.offset, item.commit)
             })
 
-          return Stream.fromQueue(queue).pipe(
-            Stream.filterMapEffect((item: Item<A>) =>
-              item._tag === "Delivery"
-                ? Effect.succeed(
-                  // its partition was revoked since it was fetched: not ours to act on (see the module comment)
-                  assigned.get(item.delivery.partition) === item.delivery.assignment
-                    ? Result.succeed(item.delivery)
-                    : Result.fail<Item<A>>(item)
-                )
-                : deadLetter(item).pipe(Effect.as(Result.fail<Item<A>>(item)))
-            )
-          )
+          return Stream.transformPull(Stream.fromQueue(queue), (pull) =>
+            // a delivery whose partition was revoked since it was fetched is not ours to act on (see the module comment)
+            Effect.succeed(deliveriesOf(pull, deadLetter, (d) => assigned.get(d.partition) === d.assignment)))
         }).pipe(Effect.withSpan("PlatformaticKafkaBus.subscribe", { attributes: { topic: topic.name, group: subscribeOptions.group } }))
       )
 

@@ -56,7 +56,7 @@ export const SETTINGS: ReadonlyArray<Setting> = [
   { name: "BUS", rule: { kind: "enum", values: ["memory", "kafka"] }, default: "memory (service: kafka)", meaning: "in-process bus or Kafka", usedBy: ["run", "service"] },
   { name: "BUS_CAPACITY", rule: int(1, 100_000_000), default: "250000", meaning: "in-memory bus: messages kept per topic", usedBy: ["run", "service"] },
   { name: "KAFKA_BROKERS", rule: { kind: "text", emptyOk: false, pattern: /^[^\s,]+:\d{1,5}(,[^\s,]+:\d{1,5})*$/, describe: "a comma-separated list of host:port" }, default: "127.0.0.1:19092", meaning: "Kafka bootstrap brokers", usedBy: ["run", "service"] },
-  { name: "KAFKA_CLIENT", rule: { kind: "enum", values: ["kafkajs", "platformatic"] }, default: "kafkajs", meaning: "Kafka client behind the bus (see README, Kafka)", usedBy: ["run", "service"] },
+  { name: "KAFKA_CLIENT", rule: { kind: "enum", values: ["kafkajs", "platformatic"] }, default: "platformatic", meaning: "Kafka client behind the bus (see README, Kafka)", usedBy: ["run", "service"] },
   { name: "KAFKA_CLIENT_ID", rule: { kind: "text", emptyOk: false }, default: "autotrader", meaning: "Kafka client id", usedBy: ["run", "service"] },
   { name: "KAFKA_PARTITIONS", rule: int(1, 10_000), default: "3", meaning: "partitions per topic at creation", usedBy: ["run", "service"] },
   { name: "KAFKA_TOPIC_PREFIX", rule: { kind: "text", emptyOk: true, pattern: /^[A-Za-z0-9._-]*$/, describe: "letters, digits, '.', '_' and '-'" }, default: "", meaning: "prefix of every topic and consumer group", usedBy: ["run", "service"] },

@@ -105,6 +105,19 @@ export const fitLogistic = (m: Matrix, y: ArrayLike<number>, rows: Int32Array | 
       b += beta * (mean[j] - from.mean[j])
     }
     w[f] = b
+    // carried into other rows, the old model may extrapolate (a feature clipped before, not now) into saturated
+    // probabilities, a place Newton's method leaves slowly: start from zero unless it beats zero's loss (n ln 2)
+    let loss = 0
+    for (const i of rows) {
+      let s = w[f]
+      for (let j = 0; j < f; j++) s += w[j] * clip((x[i * f + j] - mean[j]) / scale[j])
+      // −log P(observed label), stably
+      const t = y[i] === 1 ? -s : s
+      loss += t > 0 ? t + Math.log1p(Math.exp(-t)) : Math.log1p(Math.exp(t))
+    }
+    let penalty = 0
+    for (let j = 0; j < f; j++) penalty += 0.5 * options.l2 * w[j] * w[j]
+    if (!(loss + penalty < rows.length * Math.LN2)) w.fill(0)
   }
   const maxIterations = options.maxIterations ?? 50
   const tolerance = options.tolerance ?? 1e-8

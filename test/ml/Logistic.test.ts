@@ -35,5 +35,10 @@ describe("logistic", () => {
     const cold2 = fitLogistic(m, y, all, { l2: 1, maxIterations: 2 })
     assert.isBelow(Math.abs(warm2.weights[0] - cold.weights[0]), 1e-4)
     assert.isAbove(Math.abs(cold2.weights[0] - cold.weights[0]), Math.abs(warm2.weights[0] - cold.weights[0]))
+    // a start that saturates (an old model extrapolating on rows it never saw) is dropped for zero: same optimum
+    const wild = { mean: new Float64Array(f), scale: new Float64Array(f).fill(0.01), weights: Float64Array.from([40, -40, 40]), intercept: 30 }
+    const fromWild = fitLogistic(m, y, all, { l2: 1, init: wild })
+    for (let j = 0; j < f; j++) assert.approximately(fromWild.weights[j], cold.weights[j], 1e-7)
+    assert.approximately(fromWild.intercept, cold.intercept, 1e-7)
   })
 })

@@ -1,0 +1,57 @@
+/**
+ * The stream side of a Kafka subscription (layers/PlatformaticKafkaBus.ts; layers/KafkaBus.ts has the same loop for
+ * its own item type): the buffer's items as arrays of deliveries, without an Effect per message. An undecodable item
+ * is dead-lettered when it reaches the head, i.e. once the stage has pulled every delivery before it: a pulled array
+ * is cut at the first undecodable item and the rest kept for the next pull.
+ */
+import { Effect } from "effect"
+import type { Array as Arr, Pull } from "effect"
+import type { Delivery } from "../src/bus/Bus.ts"
+import type { BusError } from "../src/domain/Errors.ts"
+
+export type BufferedItem<A, U extends { readonly _tag: "Undecodable" }> =
+  | { readonly _tag: "Delivery"; readonly delivery: Delivery<A> }
+  | U
+
+export const deliveriesOf = <A, U extends { readonly _tag: "Undecodable" }, E>(
+  pull: Pull.Pull<Arr.NonEmptyReadonlyArray<BufferedItem<A, U>>, E, void>,
+  deadLetter: (item: U) => Effect.Effect<void, BusError>,
+  /** Whether a delivery's assignment is still current: one fetched under an ended assignment is dropped. */
+  current: (delivery: Delivery<A>) => boolean
+): Pull.Pull<Arr.NonEmptyReadonlyArray<Delivery<A>>, E | BusError, void> => {
+  let rest: ReadonlyArray<BufferedItem<A, U>> = []
+  const next = (items: ReadonlyArray<BufferedItem<A, U>>): Pull.Pull<Arr.NonEmptyReadonlyArray<Delivery<A>>, E | BusError, void> => {
+    let lead = 0
+    while (lead < items.length && items[lead]._tag === "Undecodable") lead++
+    if (lead > 0) {
+      const letters = items.slice(0, lead) as Array<U>
+      const after = items.slice(lead)
+      return Effect.flatMap(
+        Effect.forEach(letters, deadLetter, { discard: true }),
+        () => (after.length > 0 ? next(after) : Effect.flatMap(pull, next))
+      )
+    }
+    let end = 0
+    while (end < items.length && items[end]._tag === "Delivery") end++
+    rest = end < items.length ? items.slice(end) : []
+    const out: Array<Delivery<A>> = []
+    for (let i = 0; i < end; i++) {
+      const delivery = (items[i] as { readonly delivery: Delivery<A> }).delivery
+      if (current(delivery)) out.push(delivery)
+    }
+    if (out.length === 0) {
+      // all of them fetched under an assignment that has ended: not ours to act on
+      if (rest.length === 0) return Effect.flatMap(pull, next)
+      const more = rest
+      rest = []
+      return next(more)
+    }
+    return Effect.succeed(out as unknown as Arr.NonEmptyReadonlyArray<Delivery<A>>)
+  }
+  return Effect.suspend(() => {
+    if (rest.length === 0) return Effect.flatMap(pull, next)
+    const items = rest
+    rest = []
+    return next(items)
+  })
+}
