@@ -1,6 +1,7 @@
 /**
  * Chaos harness: the stages as separate processes (`autotrader service <stage>`) over a Kafka broker of its own,
- * trading against the simulator (in this process) while it
+ * trading against the simulator (in this process); with `instances: 2` (`--instances 2`) signals, risk and orders run
+ * twice in the same consumer groups, so every kill of one of them moves partitions to the other. Meanwhile it
  * - SIGKILLs a random stage at random moments (the order manager most often, half of those aimed at an order in
  *   flight) and restarts it,
  * - stops and restarts its broker mid-run,
@@ -30,6 +31,11 @@ const ROOT = resolve(fileURLToPath(new URL("../..", import.meta.url)))
 
 export const STAGES = ["ingest", "signals", "risk", "orders", "store"] as const
 export type StageName = (typeof STAGES)[number]
+/** A process of the run: a stage, or the second instance of a scaled stage (`signals#2`, `risk#2`, `orders#2`). */
+export type InstanceId = StageName | `${StageName}#2`
+/** The stages `instances: 2` runs twice, in the same consumer groups (scale-out). */
+export const SCALED_STAGES = ["signals", "risk", "orders"] as const satisfies ReadonlyArray<StageName>
+export const stageOf = (id: InstanceId): StageName => id.split("#")[0] as StageName
 
 export interface ChaosOptions {
   /** Chaos phase length (kills, broker restarts, faults), before the settle phase. */
@@ -44,6 +50,11 @@ export interface ChaosOptions {
   readonly killGapMs?: readonly [number, number]
   /** Which stages may be killed, with weights (default: orders 50%, the others share the rest). */
   readonly killWeights?: Partial<Record<StageName, number>>
+  /**
+   * 2: two instances each of signals, risk and orders in the same consumer groups (partitions split between them,
+   * and every kill moves partitions); default 1. A stage's kill weight is shared by its instances.
+   */
+  readonly instances?: 1 | 2
   readonly brokerRestarts?: number
   /** Broker down time per restart (ms), after its stop completed. */
   readonly brokerOutageMs?: number
@@ -184,7 +195,7 @@ class Broker {
 // the stage processes
 
 interface Service {
-  readonly stage: StageName
+  readonly stage: InstanceId
   readonly child: ChildProcess
   readonly exited: Promise<void>
   alive: boolean
@@ -193,10 +204,10 @@ interface Service {
 }
 
 class Services {
-  readonly running = new Map<StageName, Service>()
+  readonly running = new Map<InstanceId, Service>()
   /** Every process ever started (for the clean-up: one being killed may be out of `running` for a moment). */
   readonly all = new Set<Service>()
-  readonly #logs = new Map<StageName, WriteStream>()
+  readonly #logs = new Map<InstanceId, WriteStream>()
   readonly starts: Record<string, number> = {}
   readonly env: Record<string, string>
   readonly runDir: string
@@ -207,17 +218,17 @@ class Services {
     this.stageEnv = stageEnv
   }
 
-  start(stage: StageName): Service {
+  start(stage: InstanceId): Service {
     let log = this.#logs.get(stage)
     if (log === undefined) {
-      log = createWriteStream(join(this.runDir, `${stage}.log`), { flags: "a" })
+      log = createWriteStream(join(this.runDir, `${stage.replace("#", "-")}.log`), { flags: "a" })
       this.#logs.set(stage, log)
     }
     this.starts[stage] = (this.starts[stage] ?? 0) + 1
     log.write(`\n===== chaos: start #${this.starts[stage]} of ${stage} at ${new Date().toISOString()}\n`)
-    const child = spawn(process.execPath, [join(ROOT, "bin/autotrader.js"), "service", stage], {
+    const child = spawn(process.execPath, [join(ROOT, "bin/autotrader.js"), "service", stageOf(stage)], {
       cwd: ROOT,
-      env: { ...process.env, ...this.env, ...this.stageEnv[stage] },
+      env: { ...process.env, ...this.env, ...this.stageEnv[stageOf(stage)] },
       stdio: ["ignore", "pipe", "pipe"]
     })
     const service: Service = {
@@ -249,7 +260,7 @@ class Services {
     return service
   }
 
-  async kill(stage: StageName, signal: NodeJS.Signals = "SIGKILL") {
+  async kill(stage: InstanceId, signal: NodeJS.Signals = "SIGKILL") {
     const s = this.running.get(stage)
     if (s === undefined) return
     // out of the map first: a killed stage is not a crash for restartDead, and the caller restarts it
@@ -263,7 +274,7 @@ class Services {
   }
 
   /** Restarts any stage whose process died by itself (a crash is a finding too: it is counted). */
-  restartDead(onCrash: (stage: StageName, tail: string) => void) {
+  restartDead(onCrash: (stage: InstanceId, tail: string) => void) {
     for (const [stage, s] of this.running) {
       if (!s.alive) {
         onCrash(stage, s.tail)
@@ -657,6 +668,8 @@ export const runChaos = async (options: ChaosOptions): Promise<ChaosReport> => {
         BUS: "kafka",
         KAFKA_BROKERS: brokers,
         KAFKA_TOPIC_PREFIX: prefix,
+        // two instances: 4 partitions, so BTCUSDT (2) and ETHUSDT (1) land on different members
+        ...(options.instances === 2 ? { KAFKA_PARTITIONS: "4" } : {}),
         SYMBOLS: symbols.join(","),
         EXCHANGE_WS_URL: sim.wsBaseUrl,
         EXCHANGE_REST_URL: sim.restBaseUrl,
@@ -674,7 +687,9 @@ export const runChaos = async (options: ChaosOptions): Promise<ChaosReport> => {
       runDir,
       { orders: { EXCHANGE_REST_URL: `http://127.0.0.1:${proxy.port}` } }
     )
-    for (const stage of STAGES) services.start(stage)
+    const instanceIds: Array<InstanceId> = [...STAGES]
+    if (options.instances === 2) for (const stage of SCALED_STAGES) instanceIds.push(`${stage}#2`)
+    for (const id of instanceIds) services.start(id)
     const live = services
 
     // first orders before the chaos starts, so the run measures recovery, not start-up
@@ -700,11 +715,11 @@ export const runChaos = async (options: ChaosOptions): Promise<ChaosReport> => {
     let killsInHold = 0
     // one kill/restart at a time (the kill loop and the held-retry kills share the stages)
     let stageBusy = false
-    const killAndRestart = async (stage: StageName, downMs: number, why: string) => {
+    const killAndRestart = async (stage: InstanceId, downMs: number, why: string) => {
       stageBusy = true
       try {
         await live.kill(stage, "SIGKILL")
-        kills[stage] = (kills[stage] ?? 0) + 1
+        kills[stageOf(stage)] = (kills[stageOf(stage)] ?? 0) + 1
         log(`SIGKILL ${stage}${why}; restart in ${Math.round(downMs)} ms`)
         await sleep(downMs)
         const restarted = live.start(stage)
@@ -724,13 +739,14 @@ export const runChaos = async (options: ChaosOptions): Promise<ChaosReport> => {
     }
     const violations: Array<Violation> = []
     const weights = options.killWeights ?? { orders: 5, risk: 1.5, signals: 1.5, ingest: 1, store: 1 }
-    const killable = STAGES.filter((s) => (weights[s] ?? 0) > 0)
-    const totalWeight = killable.reduce((sum, s) => sum + (weights[s] ?? 0), 0)
-    const pickStage = (): StageName => {
+    const share = (id: InstanceId) => (weights[stageOf(id)] ?? 0) / instanceIds.filter((i) => stageOf(i) === stageOf(id)).length
+    const killable = instanceIds.filter((id) => share(id) > 0)
+    const totalWeight = killable.reduce((sum, id) => sum + share(id), 0)
+    const pickStage = (): InstanceId => {
       let r = random() * totalWeight
-      for (const s of killable) {
-        r -= weights[s] ?? 0
-        if (r < 0) return s
+      for (const id of killable) {
+        r -= share(id)
+        if (r < 0) return id
       }
       return killable[killable.length - 1]
     }
@@ -756,7 +772,7 @@ export const runChaos = async (options: ChaosOptions): Promise<ChaosReport> => {
     })()
 
     const outageExits: Record<string, number> = {}
-    const onCrash = (stage: StageName, tail: string) => {
+    const onCrash = (stage: InstanceId, tail: string) => {
       if (broker !== undefined && broker.down) {
         // a stage that (re)starts while the broker is down gives up after its bounded retries and exits 1, loudly:
         // a process supervisor restarts it (as the harness does); counted, not a violation
@@ -796,7 +812,7 @@ export const runChaos = async (options: ChaosOptions): Promise<ChaosReport> => {
       if (Date.now() >= nextKill && !resumePending) {
         const stage = pickStage()
         let aimed = false
-        if (stage === "orders" && random() < 0.5) {
+        if (stageOf(stage) === "orders" && random() < 0.5) {
           // aim at an order in flight: wait for the next placement, then kill within 0–400 ms of it
           const seen = storm.placements
           const waitUntil = Math.min(chaosEnd, Date.now() + 8000)

@@ -1,6 +1,6 @@
 /**
  * `npm run chaos [-- --minutes N] [--seed S] [--rate R] [--broker-restarts K] [--fault-rate F] [--held-retry-share H]
- * [--recv-window MS] [--kill-gap MIN,MAX] [--brokers HOST:PORT] [--keep]`: the chaos harness
+ * [--recv-window MS] [--kill-gap MIN,MAX] [--instances 1|2] [--brokers HOST:PORT] [--keep]`: the chaos harness
  * (scripts/chaos/harness.ts) for N minutes of chaos (default 5), then its checks. Exit 0 only when every check passed.
  * `npm run chaos --minutes 5` (without `--`) works too: npm hands the flag over as npm_config_minutes.
  */
@@ -44,6 +44,7 @@ const options = {
   heldRetryShare: number("held-retry-share", 0.2, 0, 1),
   recvWindowMs: number("recv-window", 5000, 1000, 60000),
   faultRate: number("fault-rate", 0.5, 0, 1),
+  instances: number("instances", 1, 1, 2) === 2 ? (2 as const) : (1 as const),
   ...(killGapMs === undefined ? {} : { killGapMs: [killGapMs[0], killGapMs[1]] as const }),
   // an existing broker (no broker restarts then: the harness only stops a broker it started)
   ...(brokers === undefined ? {} : { brokers }),
