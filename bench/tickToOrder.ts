@@ -35,7 +35,7 @@ export const HOPS: ReadonlyArray<readonly [from: string, to: string, what: strin
   ["decoded", "ingest", "hand-off to the ingest fiber (Stream.callback queue)"],
   ["ingest", "signal", "ingest sequencing, publish on market.raw, bus hop → signal stage"],
   ["signal", "candidate", "MA step, candidate built"],
-  ["candidate", "risk", "publish signals.candidate, bus hop → risk (its merged inputs)"],
+  ["candidate", "risk", "publish signals.candidate, bus hop → risk stage"],
   ["risk", "approved", "risk decision"],
   ["approved", "orders", "publish signals.approved, bus hop → order stage"],
   ["orders", "lane", "hand-off to the symbol's order lane"],
