@@ -3,7 +3,7 @@
  * subject, …, each in a fresh process), so a busy machine slows both alike; the ratio is the figure that travels.
  * Writes BENCHMARKS.md: machine, Node, date, load before/after, per figure the median of RUNS runs and its spread.
  *
- *   node bench/run.ts [--runs N] [--only tick,kafka,stages,store,replay,extra|ml|backfill]
+ *   node bench/run.ts [--runs N] [--only tick,kafka,stages,store,replay,extra|ml|backfill] [--rates 50,1000,10000]
  *   node bench/run.ts --child <name> [args…]     one measurement, JSON on stdout (used by the parent)
  *
  * Scenarios (each a function with its floor next to it): tickToOrder.ts (tick → order, measured by the simulator),
@@ -20,7 +20,7 @@ import { pipelineSection } from "./kafkaPipeline.ts"
 import { cliBefore, k, median, ms, ratio, root, spread } from "./lib.ts"
 import { decodeFloor, decodeStage, makeFrames, makeTicks, signalRiskFloor, signalRiskStage } from "./stages.ts"
 import { replayFloor, replayProcess, storeFloor, storeStage, writeForeignTree, writeOwnTree } from "./storage.ts"
-import { type Client, type LatencyRun, tickToOrderRun } from "./tickToOrder.ts"
+import { type Client, HOPS, type LatencyRun, tickToOrderRun } from "./tickToOrder.ts"
 
 const STAGE_N = 500_000
 const STORE_N = 1_000_000
@@ -91,7 +91,7 @@ const sections: Array<string> = []
 
 /** (1) tick → order, embedded, at three rates: floor vs `autotrader run`. */
 const tickSection = async () => {
-  const rates = [50, 1_000, 10_000]
+  const rates = flag("rates")?.split(",").map(Number) ?? [50, 1_000, 10_000]
   const seconds = (rate: number) => (rate <= 50 ? 12 : 6)
   const rows: Array<string> = []
   for (const rate of rates) {
@@ -111,13 +111,31 @@ const tickSection = async () => {
       )
     }
   }
+  // where the milliseconds go at 1k/s: `autotrader run` with LATENCY_TRACE, beside a floor run
+  const traced = await interleaved<LatencyRun>([
+    ["floor", () => tickToOrderRun("floor", 1_000, 6, 2)],
+    ["embedded-traced", () => tickToOrderRun("embedded-traced", 1_000, 6, 2)]
+  ])
+  const tracedRuns = traced.get("embedded-traced")!
+  const tracedFloor = median(traced.get("floor")!.map((r) => r.p50))
+  const hopRows = HOPS.map(([from, to, what], i) => {
+    const p50s = tracedRuns.map((r) => r.hops?.[i]?.p50 ?? Number.NaN)
+    return `| ${from} → ${to} | ${what} | ${spread(p50s, ms)} |`
+  })
+  const hopSum = median(tracedRuns.map((r) => (r.hops ?? []).reduce((s, h) => s + (Number.isFinite(h.p50) ? h.p50 : 0), 0)))
   sections.push(`## 1. Tick → order, embedded
 
-Trade sent by the simulator (its own process) → order placement received by it, per order whose trade was sent after a 2 s warm-up; the order's client id names the trade (\`at-SYMBOL-TRADEID-L|S\`). One symbol, random walk, risk limits open (every approved crossing is an order; the position gate still alternates BUY/SELL and holds a new order while one is in flight), store off. **Floor**: \`bench/children/bare-client.ts\`: WebSocket frame → JSON.parse → MA10/MA30 crossing → HMAC-SHA256 → HTTP POST on a keep-alive agent, nothing else; it orders on every crossing. CPU: % of one core over the measured window; RSS at its end. Target at 1k/s: p50 ≤ 1.5× floor p50, p99 ≤ 3× floor p50.
+Trade sent by the simulator (its own process) → order placement received by it, per order whose trade was sent after a 2 s warm-up; the order's client id names the trade (\`at-SYMBOL-TRADEID-L|S\`). One symbol, random walk, risk limits open (every approved crossing is an order; the position gate still alternates BUY/SELL and holds a new order while one is in flight), store off. **Floor**: \`bench/children/bare-client.ts\`: WebSocket frame → JSON.parse → MA10/MA30 crossing → HMAC-SHA256 → HTTP POST on a keep-alive agent, nothing else; its order policy is the pipeline's (long-only: a LONG crossing buys when flat, a SHORT crossing sells what the fills left it holding, nothing new while an order is in flight), so both place the same kind of orders and the 10k/s row compares like with like (the floor used to order on every crossing and queued requests at 10k/s). CPU: % of one core over the measured window; RSS at its end. Target at 1k/s: p50 ≤ 1.5× floor p50, p99 ≤ 3× floor p50.
 
 | rate | client | p50 ms | p99 ms | max ms | p50 / floor p50 | p99 / floor p50 | orders | CPU | RSS MB |
 |---|---|---|---|---|---|---|---|---|---|
 ${rows.join("\n")}
+
+**Where the milliseconds go at 1k/s** (\`LATENCY_TRACE\`, src/observability/LatencyTrace.ts): each stage marks the tick it hands on; the simulator's send and receive times close the path; per order, the time between consecutive points; median per hop over the orders of a run (median of ${RUNS} runs and spread). Traced run: p50 ${spread(tracedRuns.map((r) => r.p50), ms)} ms against a floor of ${ms(tracedFloor)} ms in the same rounds (${ratio(median(tracedRuns.map((r) => r.p50)) / tracedFloor)}); sum of the hop medians ${ms(hopSum)} ms. The floor's own path is the first and last hop plus its JSON.parse, MA and HMAC.
+
+| hop | what happens in it | p50 ms |
+|---|---|---|
+${hopRows.join("\n")}
 `)
 }
 

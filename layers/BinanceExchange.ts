@@ -5,6 +5,8 @@
  */
 import { BigDecimal, Cause, Clock, Config, Duration, Effect, Exit, Layer, Metric, Option, Queue, Redacted, Ref, Schema, Stream } from "effect"
 import WebSocket from "ws"
+import { tickId } from "../src/domain/Messages.ts"
+import { latencyTraceOn, traceMark, traceNow, traceWritten } from "../src/observability/LatencyTrace.ts"
 import { Agent as HttpAgent, request as httpRequestRaw } from "node:http"
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https"
 import { Bus, decodeReason, publishDeadLetter } from "../src/bus/Bus.ts"
@@ -192,6 +194,10 @@ const httpRequest = (
     })
     req.on("error", reject)
     req.end(body)
+    if (latencyTraceOn() && body !== undefined) {
+      const id = /newClientOrderId=([^&]+)/.exec(body)
+      if (id !== null) traceWritten(decodeURIComponent(id[1]))
+    }
   })
 
 export const make = (options: BinanceExchangeOptions) =>
@@ -328,9 +334,15 @@ export const make = (options: BinanceExchangeOptions) =>
           )
           // Frames keep arriving after our close frame until the exchange's close: they are emitted too.
           ws.on("message", (data) => {
+            const at = latencyTraceOn() ? traceNow() : 0
             const now = clock.currentTimeMillisUnsafe()
             lastActivity = now
-            Queue.offerUnsafe(queue, decodeTradeFrame(String(data), now))
+            const frame = decodeTradeFrame(String(data), now)
+            if (at !== 0 && frame._tag === "Tick") {
+              traceMark(tickId(frame.tick), "frame", at)
+              traceMark(tickId(frame.tick), "decoded")
+            }
+            Queue.offerUnsafe(queue, frame)
           })
           // ws answers pings with pongs itself; a ping still proves the connection is alive
           ws.on("ping", () => {

@@ -2,7 +2,7 @@
  * The Binance stand-in of the tick→order benchmarks, in its own process: it sends random-walk trades at a fixed rate
  * and times, for each order placement it receives, trade sent → order received (the order's client id names the
  * trade that caused it: at-SYMBOL-TRADEID-L|S). Protocol over IPC: → ready {ws, rest}; → connected (first stream
- * client); ← go; → result {latencies (ms), trades, orders}.
+ * client); ← go; → result {latencies (ms), timeline, trades, orders}.
  */
 import { startSimExchange } from "../../src/sim/SimExchange.ts"
 
@@ -11,6 +11,8 @@ const symbol = "BTCUSDT"
 const sentAt = new Map<number, number>()
 let measureFrom = Number.POSITIVE_INFINITY
 const latencies: Array<number> = []
+/** Per measured order: trade id, trade sent and order received as epoch ms (joined with the client's LATENCY_TRACE). */
+const timeline: Array<[number, number, number]> = []
 let orders = 0
 const ORDER_ID = /^at-[A-Z0-9]+-(\d+)-[LS]$/
 
@@ -22,7 +24,10 @@ const sim = await startSimExchange({
     orders++
     const id = ORDER_ID.exec(clientOrderId)
     const sent = id === null ? undefined : sentAt.get(Number(id[1]))
-    if (sent !== undefined && sent >= measureFrom) latencies.push(receivedAt - sent)
+    if (sent !== undefined && sent >= measureFrom) {
+      latencies.push(receivedAt - sent)
+      timeline.push([Number(id![1]), performance.timeOrigin + sent, performance.timeOrigin + receivedAt])
+    }
   }
 })
 const send = (m: object) => process.send?.(m)
@@ -52,7 +57,7 @@ process.on("message", (m: { type: string }) => {
       const measuredSec = (now - measureFrom) / 1000
       // orders in flight for the last trades still count
       setTimeout(() => {
-        send({ type: "result", latencies, trades: measuredTrades, sent: emitted, orders, seconds, measuredSec })
+        send({ type: "result", latencies, timeline, trades: measuredTrades, sent: emitted, orders, seconds, measuredSec })
         void sim.close().then(() => process.exit(0))
       }, 300)
     }

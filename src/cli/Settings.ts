@@ -63,6 +63,7 @@ export const SETTINGS: ReadonlyArray<Setting> = [
   { name: "HTTP_PORT", rule: int(0, MAX_PORT), default: "8080", meaning: "/health, /ready, /status and /metrics (0: the OS picks)", usedBy: ["run", "service"] },
   { name: "LOG_LEVEL", rule: { kind: "enum", values: LOG_LEVELS, anyCase: true }, default: "Info", meaning: "minimum level logged, any case (same setting as --log-level)", usedBy: ["all"] },
   { name: "LOG_FORMAT", rule: { kind: "enum", values: ["pretty", "json"], anyCase: true }, default: "pretty on a terminal, else json (service: json)", meaning: "console for humans or one JSON object per line", usedBy: ["all"] },
+  { name: "LATENCY_TRACE", rule: { kind: "text", emptyOk: true }, meaning: "diagnostics: a file to append, per order, the times its tick passed each stage (the tick → order benchmark's per-hop figures); unset: off", usedBy: ["run", "service"] },
   { name: "STATUS_EVERY", rule: { kind: "duration" }, default: "10 seconds", meaning: "how often the console prints a status line per symbol", usedBy: ["run"] },
   { name: "SIM_SEED", rule: int(0, 2 ** 31 - 1), default: "42", meaning: "embedded simulator's random seed", usedBy: ["run"] },
   { name: "SIM_TICKS_PER_SECOND", rule: positive(100_000), default: "20", meaning: "embedded simulator's trades per second per symbol", usedBy: ["run"] },

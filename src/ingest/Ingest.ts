@@ -14,12 +14,13 @@
 import { Clock, Config, Deferred, Duration, Effect, Fiber, Metric, Option, Schedule, Stream } from "effect"
 import { Bus, type BusShape, publishDeadLetter } from "../bus/Bus.ts"
 import type { BusError } from "../domain/Errors.ts"
-import type { MarketGap, Tick } from "../domain/Messages.ts"
+import { type MarketGap, type Tick, tickId } from "../domain/Messages.ts"
 import { MarketGaps, MarketRaw } from "../domain/Topics.ts"
 import type { FrameResult } from "../exchange/BinanceCodec.ts"
 import { Exchange, HISTORICAL_TRADES_MAX } from "../exchange/Exchange.ts"
 import type { MarketStreamError } from "../exchange/ExchangeErrors.ts"
 import { Health } from "../observability/Health.ts"
+import { latencyTraceOn, traceMark } from "../observability/LatencyTrace.ts"
 import { lastStoredTrades, type StoredTrade } from "./LastStored.ts"
 
 export const ticksIngested = Metric.counter("ingest_ticks_total", { description: "Ticks published to market.raw (live and backfilled)" })
@@ -242,6 +243,7 @@ export const ingestFrames = <E, R>(
     const handleChunk = (frames: ReadonlyArray<FrameResult>) =>
       Effect.gen(function*() {
         const live: Array<Tick> = []
+        const tracing = latencyTraceOn()
         const gapped: Array<Lane> = []
         let duplicates = 0
         for (const frame of frames) {
@@ -251,6 +253,7 @@ export const ingestFrames = <E, R>(
             continue
           }
           const tick = frame.tick
+          if (tracing) traceMark(tickId(tick), "ingest")
           const lane = lanes.get(tick.symbol)
           if (lane === undefined) {
             yield* deadLetter(bus, "unsubscribed_symbol", `trade for ${tick.symbol}, not one of ${symbols.join(",")}`, JSON.stringify(tick))

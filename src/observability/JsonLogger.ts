@@ -3,6 +3,7 @@
  * message and an optional object of fields (`Effect.logInfo("order filled", { symbol, qty })`); the fields are
  * merged at the top level so log tools can filter on them. Secrets never reach here: they are Redacted values.
  */
+import { writeSync } from "node:fs"
 import { Logger } from "effect"
 
 const flatten = (parts: ReadonlyArray<unknown>): { message: string; fields: Record<string, unknown> } => {
@@ -24,4 +25,32 @@ export const flatJson = Logger.map(Logger.formatStructured, (entry) => {
   return safeJson({ timestamp: entry.timestamp, level: entry.level, message, ...fields, ...entry.annotations, ...cause })
 })
 
-export const consoleFlatJson = Logger.withConsoleLog(flatJson)
+/**
+ * Formatted lines wait for the event loop's next turn and leave in one write to stdout: the write of each line (a
+ * syscall through console.log) was on the tick → order path, between a stage's publish and the next stage's turn.
+ * Lines still written in order; what is pending when the process exits is written synchronously on the way out.
+ */
+const pending: Array<string> = []
+let flushScheduled = false
+const flush = (): void => {
+  flushScheduled = false
+  if (pending.length === 0) return
+  const text = `${pending.join("\n")}\n`
+  pending.length = 0
+  process.stdout.write(text)
+}
+let exitHooked = false
+
+export const consoleFlatJson = Logger.make<unknown, void>((options) => {
+  pending.push(flatJson.log(options))
+  if (!exitHooked) {
+    exitHooked = true
+    process.once("exit", () => {
+      if (pending.length > 0) writeSync(1, `${pending.splice(0).join("\n")}\n`)
+    })
+  }
+  if (!flushScheduled) {
+    flushScheduled = true
+    setImmediate(flush)
+  }
+})

@@ -36,6 +36,7 @@ import type { Alert, Approved, Control, OrderEvent, Origin } from "../domain/Mes
 import { Alerts, ControlTopic, OrdersEvents } from "../domain/Topics.ts"
 import { Exchange, type ExchangeOrder, type OrderRequest, type SymbolRules } from "../exchange/Exchange.ts"
 import type { ExchangeError } from "../exchange/ExchangeErrors.ts"
+import { traceLink, traceMark } from "../observability/LatencyTrace.ts"
 import { decisionToAckSeconds, secondsBetween, tickToOrderSeconds } from "../observability/Metrics.ts"
 import { classifyApiError } from "./ErrorPolicy.ts"
 import { clientOrderIdFor, prepareMarketOrder, roundDownToStep } from "./OrderPrep.ts"
@@ -331,12 +332,14 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
     const placeOnce = (r: OrderRecord, resyncs: Ref.Ref<number>): Effect.Effect<PlaceResult, PlaceRetry | BusError> =>
       Effect.gen(function*() {
         yield* waitForPermit
+        traceMark(r.origin.tickId, "submit")
         const signedAt = yield* exchange.serverTime
         const ts = yield* now
         const attempt = r.attempts + 1
         const signed = { signedAt, recvWindowMs: options.recvWindowMs }
         yield* emit(attempt === 1 ? { _tag: "OrderSubmitted", ...eventBase(r, ts), ...signed } : { _tag: "OrderAttempt", ...eventBase(r, ts), ...signed, attempt })
         yield* Metric.update(ordersSent.pipe(Metric.withAttributes({ symbol: r.symbol, side: r.side })), 1)
+        traceLink(r.clientOrderId, r.origin.tickId, "post")
         const result = yield* exchange.placeOrder(requestFor(r, signedAt)).pipe(Effect.result)
         if (result._tag === "Success") return { _tag: "Placed", order: result.success } as const
         const error = result.failure
@@ -608,6 +611,7 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
       }).pipe(Effect.annotateLogs({ clientOrderId: r.clientOrderId }))
 
     const handle = Effect.fn("OrderManager.handle")(function*(approved: Approved) {
+      traceMark(approved.origin.tickId, "lane")
       const existing = records.get(approved.id)
       if (existing !== undefined) {
         yield* Metric.update(duplicatesSuppressed, 1)

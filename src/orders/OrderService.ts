@@ -21,6 +21,7 @@ import { Bus, type Delivery, follow, replayThenLive } from "../bus/Bus.ts"
 import type { BusError } from "../domain/Errors.ts"
 import type { Approved } from "../domain/Messages.ts"
 import { ControlTopic, OrdersEvents, SignalsApproved } from "../domain/Topics.ts"
+import { traceMark } from "../observability/LatencyTrace.ts"
 import { makeOrderManager, type OrderManagerOptions } from "./OrderManager.ts"
 
 export const ORDERS_GROUP = "orders"
@@ -112,6 +113,7 @@ export const runOrders = (options: OrderManagerOptions) =>
         Stream.runForEach((d) =>
           Effect.gen(function*() {
             if (ownedUnder.get(d.value.candidate.symbol) !== d.assignment) yield* takeOver(d)
+            traceMark(d.value.origin.tickId, "orders")
             tracker.track(d)
             const job = Effect.gen(function*() {
               // queued here before the partition moved to another instance: the new owner handles it (uncommitted)

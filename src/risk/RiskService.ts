@@ -24,6 +24,7 @@ import {
   initialRiskState,
   type RiskLimits
 } from "./RiskGate.ts"
+import { traceMark } from "../observability/LatencyTrace.ts"
 import { candidateToDecisionSeconds, secondsBetween } from "../observability/Metrics.ts"
 
 export { riskLimitsConfig } from "./RiskConfig.ts"
@@ -74,6 +75,7 @@ export const runRisk = (limits: RiskLimits) =>
             const rejections: Array<{ readonly key: string; readonly value: Rejected }> = []
             for (const delivery of candidates) {
               const candidate = delivery.value
+              traceMark(candidate.origin.tickId, "risk")
               if (caughtUpFor.get(candidate.symbol) !== delivery.assignment) {
                 // the symbol's first candidate since its partition was (re)assigned here: whatever its previous owner
                 // approved, rejected or filled before now is applied before we decide (a redelivered candidate then
@@ -91,6 +93,7 @@ export const runRisk = (limits: RiskLimits) =>
                 )
               }
               if (decision._tag === "Approved") {
+                traceMark(candidate.origin.tickId, "approved")
                 approvals.push({ key: candidate.symbol, value: decision })
                 yield* Metric.update(approvedTotal.pipe(Metric.withAttributes({ symbol: candidate.symbol, side: decision.orderSide })), 1)
                 yield* Effect.logInfo("approved", { id: decision.id, symbol: candidate.symbol, action: decision.action, qty: decision.qty })

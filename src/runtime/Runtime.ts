@@ -9,7 +9,7 @@
  * HTTP server are still open, and finishes before they are released. All configuration is loaded by
  * `loadRuntimeConfig` before the graph is built: a ConfigError stops the process before any stage starts.
  */
-import { Config, Duration, Effect, Layer, Option } from "effect"
+import { Config, Duration, Effect, Layer, Option, Scheduler } from "effect"
 import * as BinanceExchange from "../../layers/BinanceExchange.ts"
 import * as InMemoryBus from "../../layers/InMemoryBus.ts"
 import * as KafkaOptions from "../../layers/KafkaOptions.ts"
@@ -19,11 +19,13 @@ import { Exchange } from "../exchange/Exchange.ts"
 import { Health } from "../observability/Health.ts"
 import { httpServer } from "../observability/HttpServer.ts"
 import * as OperatorView from "../observability/OperatorView.ts"
+import { enableLatencyTrace } from "../observability/LatencyTrace.ts"
 import { restProbe } from "../observability/Readiness.ts"
 import * as SimExchangeServer from "../sim/SimExchangeServer.ts"
 import { busKindConfig, httpPortConfig, simConfig, symbolsConfig, topicPrefixConfig } from "../cli/AppConfig.ts"
 import { checkExchangeSymbols, checkSimSymbols } from "../cli/StartupChecks.ts"
 import { type LoadedStage, loadStage, type StageContext, type StageName, Stages } from "./Stages.ts"
+import { makeHopScheduler } from "./HopScheduler.ts"
 import { Supervisor } from "./Supervisor.ts"
 
 export type BusConfig =
@@ -183,6 +185,14 @@ export const runtimeLayer = (config: RuntimeConfig, options: { readonly drainTim
 
 /** Builds the graph and keeps it up until interrupted (SIGINT/SIGTERM) or, with `forDuration`, that long. */
 export const launch = (config: RuntimeConfig, forDuration: Option.Option<Duration.Duration> = Option.none()) =>
-  Option.isSome(forDuration)
-    ? Effect.scoped(Layer.build(runtimeLayer(config)).pipe(Effect.andThen(Effect.sleep(forDuration.value))))
-    : Layer.launch(runtimeLayer(config))
+  Effect.gen(function*() {
+    // LATENCY_TRACE=<file>: per-hop times of every tick that becomes an order (bench/tickToOrder.ts reads them)
+    const trace = yield* Config.option(Config.String("LATENCY_TRACE"))
+    if (Option.isSome(trace) && trace.value !== "") enableLatencyTrace(trace.value)
+    return yield* Option.isSome(forDuration)
+      ? Effect.scoped(Layer.build(runtimeLayer(config)).pipe(Effect.andThen(Effect.sleep(forDuration.value))))
+      : Layer.launch(runtimeLayer(config))
+  }).pipe(
+    // fiber hand-offs in microtasks (bounded): a tick reaches its order without waiting an event-loop turn per hop
+    Effect.provideService(Scheduler.Scheduler, makeHopScheduler())
+  )

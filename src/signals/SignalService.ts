@@ -10,11 +10,12 @@
  */
 import { Clock, Config, Effect, Metric, Option, Stream } from "effect"
 import { Bus, lastOfKey, makeCommitBehind } from "../bus/Bus.ts"
-import type { Candidate, Tick } from "../domain/Messages.ts"
+import { type Candidate, type Tick, tickId } from "../domain/Messages.ts"
 import { MarketRaw, SignalsCandidate } from "../domain/Topics.ts"
 import { LATENCY_BUCKETS_SECONDS, secondsBetween, tickToCandidateSeconds } from "../observability/Metrics.ts"
 import { type GateVerdict, makeModelGate } from "../ml/ModelGate.ts"
 import { ConfigError } from "../domain/Errors.ts"
+import { latencyTraceOn, traceMark } from "../observability/LatencyTrace.ts"
 import { signalWindowsConfig } from "./SignalConfig.ts"
 import { initialSignalState, type SignalState, stepSignal } from "./SignalWorker.ts"
 
@@ -117,7 +118,9 @@ export const runSignalsWith = (model: Option.Option<SignalModelOptions>) =>
           }
           let out: Array<Candidate> = []
           if (gate === undefined) {
+            const tracing = latencyTraceOn()
             for (const d of deliveries) {
+              if (tracing) traceMark(tickId(d.value), "signal")
               const c = stepSignal(state, d.value)
               if (c !== undefined) out.push(c)
             }
@@ -155,6 +158,7 @@ export const runSignalsWith = (model: Option.Option<SignalModelOptions>) =>
             // stamped here, not in the pure rule: the risk gate measures candidate → decision from it
             const now = yield* Clock.currentTimeMillis
             const stamped = out.map((c) => ({ ...c, emittedAt: now }))
+            for (const c of stamped) traceMark(c.origin.tickId, "candidate")
             yield* bus.publishAll(SignalsCandidate, stamped.map((c) => ({ key: c.symbol, value: c })))
             for (const c of stamped) {
               yield* Effect.logInfo("candidate", {

@@ -2,6 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber, Schema, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import { Bus } from "../../src/bus/Bus.ts"
+import { DeadLetters } from "../../src/domain/Topics.ts"
 import * as InMemoryBus from "../../layers/InMemoryBus.ts"
 import { busContract } from "./contract.ts"
 
@@ -53,8 +54,18 @@ describe("InMemoryBus values", () => {
       const [other] = yield* bus.subscribe(narrow, { group: "b" }).pipe(Stream.take(1), Stream.runCollect)
       assert.strictEqual(same.value, sent)
       assert.deepStrictEqual(other.value, { n: 1 })
-      // a value the schema cannot encode still fails the publish, as over Kafka
-      const error = yield* Effect.flip(bus.publish(wide, "k", { n: 1.5, note: "x" }))
-      assert.strictEqual(error._tag, "BusError")
+      // in process a typed value is trusted (decoded where it entered): a value its schema cannot encode reaches a
+      // reader with the same schema as is, and is dead-lettered for a reader that needs the encoded form
+      const bad = { n: 1.5, note: "x" }
+      yield* bus.publish(wide, "k", bad)
+      const trusted = (yield* bus.subscribe(wide, { group: "a2" }).pipe(Stream.take(2), Stream.runCollect))[1]
+      assert.strictEqual(trusted.value, bad)
+      const dlq = yield* bus.subscribe(DeadLetters, { group: "dlq" }).pipe(Stream.take(1), Stream.runCollect, Effect.forkChild)
+      const narrowReader = yield* bus.subscribe(narrow, { group: "c" }).pipe(Stream.map((d) => d.value), Stream.runCollect, Effect.forkChild)
+      const [letter] = yield* Fiber.join(dlq)
+      yield* Fiber.interrupt(narrowReader)
+      assert.strictEqual(letter.value.stage, "c")
+      assert.include(letter.value.error, "does not encode")
+      assert.strictEqual(letter.value.raw, JSON.stringify(bad))
     }))
 })

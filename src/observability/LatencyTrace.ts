@@ -1,0 +1,65 @@
+/**
+ * Where a tick's milliseconds go on its way to an order: with LATENCY_TRACE=<file>, each stage marks the tick (by its
+ * tick id) when it takes and hands it on, and when the order request is written to the socket the tick's marks are
+ * appended to the file as one JSON line `{ tickId, marks: { point: epoch ms (µs precision) } }`. The tick → order
+ * benchmark joins these lines with the simulator's send/receive times (bench/tickToOrder.ts).
+ *
+ * Off (the default) every call is one boolean test. The times are performance.timeOrigin + performance.now(), not
+ * Effect's Clock: a diagnostic of sub-millisecond hops across processes, never an input to any decision.
+ */
+import { appendFileSync } from "node:fs"
+
+let file: string | undefined
+/** tick id → point → time; bounded (oldest dropped): most ticks never become an order. */
+const marks = new Map<string, Record<string, number>>()
+/** client order id → tick id, for the request written by the exchange layer. */
+const links = new Map<string, string>()
+const MAX_TRACKED = 20_000
+
+export const enableLatencyTrace = (path: string): void => {
+  file = path
+}
+
+export const latencyTraceOn = (): boolean => file !== undefined
+
+export const traceNow = (): number => performance.timeOrigin + performance.now()
+
+const bound = <V>(map: Map<string, V>): void => {
+  if (map.size > MAX_TRACKED) {
+    const oldest = map.keys().next().value
+    if (oldest !== undefined) map.delete(oldest)
+  }
+}
+
+/** Marks `point` for the tick `tickId` (now, or at `at`). */
+export const traceMark = (tickId: string, point: string, at?: number): void => {
+  if (file === undefined) return
+  let m = marks.get(tickId)
+  if (m === undefined) {
+    m = {}
+    marks.set(tickId, m)
+    bound(marks)
+  }
+  m[point] ??= at ?? traceNow()
+}
+
+/** The order `clientOrderId` carries the tick `tickId` (marked `point` now). */
+export const traceLink = (clientOrderId: string, tickId: string, point: string): void => {
+  if (file === undefined) return
+  links.set(clientOrderId, tickId)
+  bound(links)
+  traceMark(tickId, point)
+}
+
+/** The request of `clientOrderId` is written: its tick's marks go to the file. */
+export const traceWritten = (clientOrderId: string): void => {
+  if (file === undefined) return
+  const tickId = links.get(clientOrderId)
+  if (tickId === undefined) return
+  links.delete(clientOrderId)
+  const m = marks.get(tickId)
+  if (m === undefined) return
+  m.written = traceNow()
+  marks.delete(tickId)
+  appendFileSync(file, `${JSON.stringify({ tickId, marks: m })}\n`)
+}
