@@ -29,6 +29,14 @@ export interface RiskState {
   readonly pending: Map<string, string>
   /** approval id → symbol, to resolve pending entries from order events */
   readonly pendingById: Map<string, string>
+  /**
+   * symbol → its newest approval seen (id, time). Only that one can be pending: the gate approves a symbol only when
+   * nothing is pending for it, so an older approval of the symbol had reached a final event before the newer one was
+   * taken, whether or not that final event is still remembered in `finalized`.
+   */
+  readonly latestApproval: Map<string, { readonly id: string; readonly ts: number }>
+  /** symbol → its newest final order event (signal id, time): exact for each symbol however long the history */
+  readonly lastFinal: Map<string, { readonly id: string; readonly ts: number }>
   /** approved opens (approval id, time ms), oldest first, pruned past one hour */
   readonly opens: Array<{ readonly id: string; readonly ts: number }>
   /** decisions already taken, by candidate id: a redelivered candidate gets the same answer */
@@ -50,6 +58,8 @@ export const initialRiskState = (): RiskState => ({
   positions: new Map(),
   pending: new Map(),
   pendingById: new Map(),
+  latestApproval: new Map(),
+  lastFinal: new Map(),
   opens: [],
   decided: new Map(),
   finalized: new Set(),
@@ -65,19 +75,44 @@ const remember = (state: RiskState, d: Decision): void => {
   }
 }
 
-/** An approval (ours, live or replayed from `signals.approved`) makes its symbol pending. */
+/** Whether an open is in `opens` already (replayed after `decided` forgot it): only entries as recent as it are looked at. */
+const counted = (opens: ReadonlyArray<{ readonly id: string; readonly ts: number }>, a: Approved): boolean => {
+  for (let i = opens.length - 1; i >= 0 && opens[i].ts >= a.ts; i--) if (opens[i].id === a.id) return true
+  return false
+}
+
+/**
+ * An approval (ours, live or replayed from `signals.approved`) makes its symbol pending, unless its order already
+ * ended or a newer approval of the symbol is known. Order events and approvals are separate topics read by separate
+ * readers, so either may come first, and a reader that rejoins replays its topic from the start while the other is
+ * live: whether a symbol is pending must not depend on how many final events the bounded `finalized` memory still
+ * holds. Hence: an approval older than the symbol's newest one is history (it was final before the newer one was
+ * taken); the newest one is final if `finalized` has it or it is the symbol's last final event; and a newer approval
+ * replaces an older pending entry of its symbol.
+ */
 export const applyApproved = (state: RiskState, a: Approved): void => {
   if (state.decided.get(a.id)?._tag === "Approved") return // seen before (redelivered, or history overlapping live)
   remember(state, a)
-  if (a.action === "OPEN" && !state.neverSent.has(a.id)) {
+  if (a.action === "OPEN" && !state.neverSent.has(a.id) && !counted(state.opens, a)) {
     // keep time order even if approvals arrive out of order
     let i = state.opens.length
     while (i > 0 && state.opens[i - 1].ts > a.ts) i--
     state.opens.splice(i, 0, { id: a.id, ts: a.ts })
   }
-  if (state.finalized.has(a.id)) return // its order already ended (events arrived before the approval)
-  state.pending.set(a.candidate.symbol, a.id)
-  state.pendingById.set(a.id, a.candidate.symbol)
+  const symbol = a.candidate.symbol
+  const latest = state.latestApproval.get(symbol)
+  // older than the symbol's newest approval: replayed history (on a tie in time the later arrival counts as newer,
+  // as the topic's per-symbol order has it)
+  if (latest !== undefined && latest.id !== a.id && a.ts < latest.ts) return
+  state.latestApproval.set(symbol, { id: a.id, ts: a.ts })
+  const older = state.pending.get(symbol)
+  if (older !== undefined && older !== a.id) {
+    state.pending.delete(symbol)
+    state.pendingById.delete(older)
+  }
+  if (state.finalized.has(a.id) || state.lastFinal.get(symbol)?.id === a.id) return // its order already ended
+  state.pending.set(symbol, a.id)
+  state.pendingById.set(a.id, symbol)
 }
 
 export const applyRejected = (state: RiskState, r: Rejected): void => remember(state, r)
@@ -93,6 +128,8 @@ export const applyOrder = (state: RiskState, event: OrderEvent): void => {
     state.neverSent.add(event.signalId)
   }
   rememberFinal(state, event.signalId)
+  const last = state.lastFinal.get(event.symbol)
+  if (last === undefined || event.ts >= last.ts) state.lastFinal.set(event.symbol, { id: event.signalId, ts: event.ts }) // a redelivered older one does not count
   const symbol = state.pendingById.get(event.signalId)
   if (symbol === undefined) return
   state.pendingById.delete(event.signalId)

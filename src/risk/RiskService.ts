@@ -42,9 +42,11 @@ export const runRisk = (limits: RiskLimits) =>
       const group = `${RISK_GROUP}-state`
       let live = false
       // applied on their own fibers (state mutations are synchronous): every instance's approvals, rejections and
-      // order events, so a symbol that moves here mid-run finds what its previous owner decided
-      const orders = yield* follow(OrdersEvents, group, (e) => applyOrder(state, e))
+      // order events, so a symbol that moves here mid-run finds what its previous owner decided. Approvals first, then
+      // the order events that resolve them (the canonical rebuild); the gate's state does not depend on that order
+      // (live, the readers run side by side and one may replay its topic while the other is live; see applyApproved)
       const approved = yield* follow(SignalsApproved, group, (a) => applyApproved(state, a))
+      const orders = yield* follow(OrdersEvents, group, (e) => applyOrder(state, e))
       const rejected = yield* follow(SignalsRejected, group, (r) => applyRejected(state, r))
       const control = yield* follow(ControlTopic, group, (c) => {
         applyControl(state, c)

@@ -4,10 +4,11 @@ import { TestClock } from "effect/testing"
 import { Bus } from "../../src/bus/Bus.ts"
 import type { Approved, OrderEvent, Rejected } from "../../src/domain/Messages.ts"
 import { ControlTopic, OrdersEvents, SignalsApproved, SignalsCandidate, SignalsRejected } from "../../src/domain/Topics.ts"
-import { applyControl, applyOrder, decide, initialRiskState, type RiskLimits } from "../../src/risk/RiskGate.ts"
+import { applyApproved, applyControl, applyOrder, decide, initialRiskState, type RiskLimits, type RiskState } from "../../src/risk/RiskGate.ts"
 import { runRisk } from "../../src/risk/RiskService.ts"
 import * as InMemoryBus from "../../layers/InMemoryBus.ts"
 import { candidate, orderFilled } from "../support/fixtures.ts"
+import { longHistory, QTY } from "./longHistory.ts"
 
 const limits: RiskLimits = { orderQty: 0.01, maxPosition: 0.05, maxTradesPerMinute: 2, maxTradesPerHour: 3 }
 
@@ -127,6 +128,43 @@ const roundTrip = (h: Effect.Success<typeof harness>, id: number) =>
     yield* h.fill(close)
     for (let i = 0; i < 5; i++) yield* Effect.yieldNow
   })
+
+describe("risk gate state over a history longer than its memory of final events (> 10k finals)", () => {
+  const wide: RiskLimits = { orderQty: QTY, maxPosition: 1, maxTradesPerMinute: 1_000_000, maxTradesPerHour: 1_000_000 }
+  const h = longHistory()
+  /** What the gate decides next for each symbol once the history is applied. */
+  const expectRebuilt = (s: RiskState) => {
+    const now = h.lastTs + 10
+    const btc = decide(s, wide, candidate("BTCUSDT", "SHORT", 99), now)
+    assert.strictEqual(btc._tag === "Approved" ? btc.action : btc.reason, "CLOSE", "the BTC long opened long ago is closed, not held as pending")
+    const eth = decide(s, wide, candidate("ETHUSDT", h.ethOpen ? "SHORT" : "LONG", 99_999), now)
+    assert.strictEqual(eth._tag, "Approved", "ETH's old approvals do not leave it pending")
+    expectRejected(decide(s, wide, candidate("SOLUSDT", "LONG", 2), now), "PositionPending") // the one really pending
+  }
+
+  it("order events first, then approvals (each reader's history applied in turn)", () => {
+    const s = initialRiskState()
+    for (const e of h.events) applyOrder(s, e)
+    for (const a of h.approvals) applyApproved(s, a)
+    expectRebuilt(s)
+  })
+
+  it("approvals first, then order events", () => {
+    const s = initialRiskState()
+    for (const a of h.approvals) applyApproved(s, a)
+    for (const e of h.events) applyOrder(s, e)
+    expectRebuilt(s)
+  })
+
+  it("the approvals reader replays its whole topic again while the order events are live (a rejoin)", () => {
+    const s = initialRiskState()
+    for (const a of h.approvals) applyApproved(s, a)
+    for (const e of h.events) applyOrder(s, e)
+    for (const a of h.approvals) applyApproved(s, a) // most are forgotten by `decided` by now
+    for (const e of h.events.slice(-100)) applyOrder(s, e)
+    expectRebuilt(s)
+  })
+})
 
 describe("risk service (TestClock, in-memory bus)", () => {
   it.effect("caps opens per minute; the window slides with the clock", () =>

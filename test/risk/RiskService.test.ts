@@ -13,6 +13,7 @@ import { clientOrderIdFor } from "../../src/orders/OrderPrep.ts"
 import { runRisk } from "../../src/risk/RiskService.ts"
 import { candidate, orderFilled } from "../support/fixtures.ts"
 import { collect } from "../notify/support.ts"
+import { longHistory } from "./longHistory.ts"
 
 const limits = { orderQty: 0.001, maxPosition: 0.01, maxTradesPerMinute: 1000, maxTradesPerHour: 1000 }
 
@@ -50,5 +51,25 @@ describe("risk gate over the bus: symbols moving between instances", () => {
       assert.strictEqual(second.reason, "PositionOpen")
       assert.strictEqual(close.action, "CLOSE")
       assert.strictEqual(close.qty, 0.001)
+    }).pipe(Effect.provide(InMemoryBus.layerTest())))
+
+  it.effect("a restart over more than 10k final order events: no symbol is left pending by an approval whose final event the gate no longer remembers", () =>
+    Effect.gen(function*() {
+      const bus = yield* Bus
+      const h = longHistory()
+      yield* bus.publishAll(SignalsApproved, h.approvals.map((a) => ({ key: a.candidate.symbol, value: a })))
+      yield* bus.publishAll(OrdersEvents, h.events.map((e) => ({ key: e.symbol, value: e })))
+      const approvals = yield* collect(SignalsApproved)
+      const rejections = yield* collect(SignalsRejected)
+      yield* runRisk({ ...limits, maxPosition: 1, maxTradesPerMinute: 1_000_000, maxTradesPerHour: 1_000_000 }).pipe(Effect.forkScoped)
+      yield* bus.publish(SignalsCandidate, "BTCUSDT", candidate("BTCUSDT", "SHORT", 99))
+      yield* bus.publish(SignalsCandidate, "SOLUSDT", candidate("SOLUSDT", "LONG", 99))
+      // the BTC long opened before the 10k ETH round trips is closed (was: PositionPending forever)
+      const close = yield* approvals.waitFor((a) => a.id === "BTCUSDT-99-S")
+      assert.strictEqual(close.action, "CLOSE")
+      // SOL's approval has no final event: still pending
+      const sol = yield* rejections.waitFor((r) => r.id === "SOLUSDT-99-L")
+      assert.strictEqual(sol.reason, "PositionPending")
+      assert.isUndefined(rejections.items.find((r) => r.id === "BTCUSDT-99-S"))
     }).pipe(Effect.provide(InMemoryBus.layerTest())))
 })
