@@ -27,33 +27,48 @@ import { makeOrderManager, type OrderManagerOptions } from "./OrderManager.ts"
 export const ORDERS_GROUP = "orders"
 
 /**
- * Which deliveries may be committed: per partition, the deliveries taken so far in offset order; `done` marks one
- * finished and returns the last of the finished prefix (commit it: everything up to it is done), if it moved.
+ * Which deliveries may be committed: per partition, the deliveries taken so far under its current assignment, in
+ * offset order; `done` marks one finished and returns the last of the finished prefix (commit it: everything up to
+ * it is done), if it moved.
+ *
+ * A partition's list belongs to one assignment: a delivery of a new assignment (a rebalance, the partition kept or
+ * given back) starts a new list, and deliveries of an ended assignment are neither tracked nor committed. A job left
+ * to the partition's new owner is `drop`ped. Without this, an entry skipped at a rebalance stayed at the head for
+ * good (the redeliveries at the same offsets marked the stale entries done instead of their own), and the partition
+ * never committed again in this process.
  */
-export const makeCommitTracker = <D extends { readonly partition: number; readonly offset: number }>() => {
-  const pending = new Map<number, Array<{ readonly delivery: D; done: boolean }>>()
+export const makeCommitTracker = <D extends { readonly partition: number; readonly offset: number; readonly assignment: number }>() => {
+  const pending = new Map<number, { readonly assignment: number; readonly entries: Array<{ readonly delivery: D; done: boolean }> }>()
   return {
     track: (d: D): void => {
-      let list = pending.get(d.partition)
-      if (list === undefined) {
-        list = []
-        pending.set(d.partition, list)
+      const list = pending.get(d.partition)
+      if (list === undefined || list.assignment !== d.assignment) {
+        pending.set(d.partition, { assignment: d.assignment, entries: [{ delivery: d, done: false }] })
+        return
       }
-      list.push({ delivery: d, done: false })
+      list.entries.push({ delivery: d, done: false })
     },
     done: (d: D): D | undefined => {
       const list = pending.get(d.partition)
-      if (list === undefined) return undefined
-      const entry = list.find((e) => e.delivery.offset === d.offset && !e.done)
+      if (list === undefined || list.assignment !== d.assignment) return undefined
+      const entry = list.entries.find((e) => e.delivery === d)
       if (entry !== undefined) entry.done = true
       let last: D | undefined
-      while (list.length > 0 && list[0].done) last = list.shift()!.delivery
+      while (list.entries.length > 0 && list.entries[0].done) last = list.entries.shift()!.delivery
       return last
+    },
+    /** Forgets a delivery that will not be handled here (its partition moved): never committed by this instance. */
+    drop: (d: D): void => {
+      const list = pending.get(d.partition)
+      if (list === undefined || list.assignment !== d.assignment) return
+      const i = list.entries.findIndex((e) => e.delivery === d)
+      if (i >= 0) list.entries.splice(i, 1)
+      if (list.entries.length === 0) pending.delete(d.partition)
     },
     /** Deliveries taken and not yet committable (for diagnostics and tests). */
     size: (): number => {
       let n = 0
-      for (const list of pending.values()) n += list.length
+      for (const list of pending.values()) n += list.entries.length
       return n
     }
   }
@@ -118,9 +133,12 @@ export const runOrders = (options: OrderManagerOptions) =>
             const job = Effect.gen(function*() {
               // queued here before the partition moved to another instance: the new owner handles it (uncommitted)
               if (!(yield* d.assigned)) {
+                tracker.drop(d)
                 return yield* Effect.logInfo("approval left to the partition's new owner", { signalId: d.value.id, partition: d.partition })
               }
               yield* manager.handle(d.value)
+              // moved while it was handled: the new owner commits (a commit of an ended assignment is refused or stale)
+              if (!(yield* d.assigned)) return tracker.drop(d)
               const committable = tracker.done(d)
               if (committable !== undefined) yield* committable.commit
             })

@@ -291,8 +291,8 @@ describe("order path: crash safety of retries", () => {
 
 describe("lanes: commits", () => {
   it("a delivery is committable only when it and everything before it on its partition are done", () => {
-    const t = makeCommitTracker<{ partition: number; offset: number; name: string }>()
-    const d = (partition: number, offset: number) => ({ partition, offset, name: `${partition}:${offset}` })
+    const t = makeCommitTracker<{ partition: number; offset: number; assignment: number; name: string }>()
+    const d = (partition: number, offset: number) => ({ partition, offset, assignment: 1, name: `${partition}:${offset}` })
     const [a0, a1, a2, b0] = [d(0, 0), d(0, 1), d(0, 2), d(1, 0)]
     for (const x of [a0, a1, a2, b0]) t.track(x)
     assert.isUndefined(t.done(a1), "a0 (another symbol's lane, same partition) is not done")

@@ -1,0 +1,118 @@
+/**
+ * Scale-out of the order manager (issue 9 item 4, review of the scale-out change): a rebalance that skips queued
+ * approvals does not stop commits; a revoked owner never sends a client order id again while the new owner drives
+ * it (the per-symbol fence), and catches up with orders.events before any retry or resend.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Duration, Effect, Layer, Stream } from "effect"
+import * as InMemoryBus from "../../layers/InMemoryBus.ts"
+import { Bus, type Delivery, nextAssignment } from "../../src/bus/Bus.ts"
+import type { Approved } from "../../src/domain/Messages.ts"
+import { SignalsApproved } from "../../src/domain/Topics.ts"
+import { defaultOrderManagerOptions, type OrderManagerOptions } from "../../src/orders/OrderManager.ts"
+import { clientOrderIdFor } from "../../src/orders/OrderPrep.ts"
+import { makeCommitTracker, ORDERS_GROUP, runOrders } from "../../src/orders/OrderService.ts"
+import * as SimExchangeServer from "../../src/sim/SimExchangeServer.ts"
+import { candidate } from "../support/fixtures.ts"
+import { eventually, exchangeLayerFor, realWait } from "../support/pipeline.ts"
+
+const BTC = "BTCUSDT"
+
+const approval = (tradeId: number, side: "BUY" | "SELL" = "BUY", qty = 0.1): Approved => {
+  const c = candidate(BTC, side === "BUY" ? "LONG" : "SHORT", tradeId, 100)
+  return { _tag: "Approved", id: c.id, candidate: c, action: side === "BUY" ? "OPEN" : "CLOSE", orderSide: side, qty, ts: 0, origin: c.origin }
+}
+
+const options = (overrides: Partial<OrderManagerOptions> = {}): OrderManagerOptions => ({
+  ...defaultOrderManagerOptions([BTC]),
+  lookupBackoff: Duration.millis(50),
+  ...overrides
+})
+
+/** The simulator, with the client order id of every placement request it received. */
+const simFor = () =>
+  Effect.gen(function*() {
+    const sent: Array<string> = []
+    const sim = yield* SimExchangeServer.make({
+      symbols: [BTC],
+      ticksPerSecond: 0,
+      startPrices: { [BTC]: 100 },
+      onOrderRequest: (clientOrderId) => {
+        sent.push(clientOrderId)
+      }
+    })
+    return { sim, sent }
+  })
+
+/** Polls `measure` until it gives `want` (bounded; real time: the bus and the simulator run on real sockets). */
+const until = <A>(measure: Effect.Effect<A, unknown>, want: A, what: string, timeoutMs = 15_000) =>
+  Effect.gen(function*() {
+    const start = Date.now()
+    let last: A | undefined
+    while (Date.now() - start < timeoutMs) {
+      last = yield* measure
+      if (last === want) return
+      yield* realWait(20)
+    }
+    return yield* Effect.die(new Error(`timed out waiting for ${what} (last ${String(last)})`))
+  })
+
+/**
+ * The in-memory bus (one partition, assigned for good) with a Kafka rebalance played on the orders group: the first
+ * approval is delivered under an assignment that has already ended (queued, then revoked), then again at the same
+ * offset under the new assignment of the kept partition, as Kafka redelivers from the committed offset.
+ */
+const rebalancingBus = Layer.effect(
+  Bus,
+  Effect.gen(function*() {
+    const inner = yield* Bus
+    const revoked = nextAssignment()
+    const current = nextAssignment()
+    return {
+      ...inner,
+      subscribe: (topic, subscription) => {
+        const stream = inner.subscribe(topic, subscription)
+        if (topic.name !== SignalsApproved.name || subscription.group !== ORDERS_GROUP) return stream
+        return stream.pipe(Stream.flatMap((d: Delivery<any>) => {
+          const now = { ...d, assignment: current, assigned: Effect.succeed(true) }
+          return d.offset === 0 ? Stream.make({ ...d, assignment: revoked, assigned: Effect.succeed(false) }, now) : Stream.make(now)
+        }))
+      }
+    } as typeof inner
+  })
+).pipe(Layer.provideMerge(InMemoryBus.layerTest()))
+
+describe("order manager over a rebalance", () => {
+  it.live("an approval skipped at a rebalance does not stop commits: the later ones commit and the lag reaches 0", () =>
+    Effect.gen(function*() {
+      const { sim } = yield* simFor()
+      yield* Effect.gen(function*() {
+        const bus = yield* Bus
+        yield* runOrders(options()).pipe(Effect.forkScoped)
+        const signals = [approval(1), approval(2), approval(3)]
+        for (const a of signals) yield* bus.publish(SignalsApproved, BTC, a)
+        yield* eventually(() => sim.orders().length === 3, "the three orders", 15_000)
+        yield* until(bus.lag(SignalsApproved, ORDERS_GROUP), 0, "signals.approved committed to the end")
+        assert.deepStrictEqual(sim.orders().map((o) => o.clientOrderId), signals.map((a) => clientOrderIdFor(a.id)), "each once, in order")
+      }).pipe(Effect.provide(Layer.merge(exchangeLayerFor(sim), rebalancingBus)))
+    }))
+})
+
+describe("commit tracker across assignments", () => {
+  it("a delivery of a new assignment starts the partition's list afresh; a dropped one is never committed", () => {
+    const t = makeCommitTracker<{ partition: number; offset: number; assignment: number; name: string }>()
+    const d = (offset: number, assignment: number) => ({ partition: 0, offset, assignment, name: `${offset}@${assignment}` })
+    const [old0, old1] = [d(0, 1), d(1, 1)]
+    t.track(old0)
+    t.track(old1)
+    // the partition was revoked with both queued, then given back: redelivered from offset 0
+    const [new0, new1, new2] = [d(0, 2), d(1, 2), d(2, 2)]
+    for (const x of [new0, new1, new2]) t.track(x)
+    t.drop(old0)
+    assert.isUndefined(t.done(old1), "an ended assignment's delivery is never committable")
+    assert.strictEqual(t.done(new0)?.name, "0@2", "its own entry, not the stale one at the same offset")
+    assert.strictEqual(t.done(new2), undefined)
+    assert.strictEqual(t.done(new1)?.name, "2@2")
+    assert.strictEqual(t.size(), 0)
+  })
+})
