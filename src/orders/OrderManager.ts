@@ -25,6 +25,10 @@
  *   exchange time > signedAt + recvWindow + `clockSkewMarginMs`. A restarted manager rebuilds the latest attempt from
  *   the events, so a retry held in transit across a crash cannot be doubled by a resend;
  * - 429/418 honour Retry-After and hold every request until then; −1021 resyncs the clock, bounded.
+ * - scale-out: each drive carries the symbol's `Ownership`; before every signed request and every event it checks the
+ *   symbol is still this instance's (else it stops: the new owner takes the order over from `orders.events`), and
+ *   before a retry or a resend it catches up with `orders.events` (another instance may have sent or settled the
+ *   order) and waits out the window of the latest attempt anyone made.
  *
  * Lanes: `handle` is called per symbol in FIFO order by `OrderService`; symbols run independently, so a stuck symbol
  * only holds its own lane, and a given-up order never holds even that (its reconciliation is in the background).
@@ -77,6 +81,20 @@ export const defaultOrderManagerOptions = (symbols: ReadonlyArray<string>): Orde
   backgroundLookups: 120
 })
 
+/**
+ * Whether this instance still owns a symbol (scale-out: its partition of `signals.approved` may move to another
+ * instance at any time), and how to catch up with what other instances wrote on `orders.events`. Checked before
+ * every signed request and every event about an order: a revoked owner stops driving it (the new owner rebuilds it
+ * from `orders.events` and reconciles it), so two instances never send the same client order id side by side.
+ */
+export interface Ownership {
+  readonly owned: Effect.Effect<boolean>
+  readonly catchUp: Effect.Effect<void, BusError>
+}
+
+/** A single instance: it always owns its symbols and nobody else writes `orders.events`. */
+export const soleOwner: Ownership = { owned: Effect.succeed(true), catchUp: Effect.void }
+
 export type Status = "submitted" | "uncertain" | "accepted" | "filled" | "rejected" | "failed"
 
 interface OrderRecord {
@@ -95,6 +113,8 @@ interface OrderRecord {
   recvWindowMs: number
   /** Whether any request for this order may have reached the exchange (false: refused connections only). */
   reachedExchange: boolean
+  /** The ownership of the symbol under which this instance drives the order (set by each drive). */
+  owner: Ownership
 }
 
 const FINAL: ReadonlySet<Status> = new Set(["filled", "rejected", "failed"])
@@ -132,9 +152,9 @@ export interface OrderManager {
   /** Rebuilds state from past `orders.events` (call before handling anything); idempotent, any order of events. */
   readonly rebuild: (events: Iterable<OrderEvent>) => void
   /** Handles one approved signal to a final state, or to "given up, reconciling in the background". Bounded. */
-  readonly handle: (approved: Approved) => Effect.Effect<void, BusError>
+  readonly handle: (approved: Approved, owner?: Ownership) => Effect.Effect<void, BusError>
   /** Orders a previous run left in flight, each with the effect that reconciles it (run them in their symbol's lane). */
-  readonly inFlightOrders: Effect.Effect<ReadonlyArray<{ readonly symbol: string; readonly reconcile: Effect.Effect<void, BusError> }>>
+  readonly inFlightOrders: Effect.Effect<ReadonlyArray<{ readonly symbol: string; readonly reconcile: (owner?: Ownership) => Effect.Effect<void, BusError> }>>
   /** Reconciles every order a previous run left in flight, one after the other. */
   readonly resumeInFlight: Effect.Effect<void, BusError>
   /** Observes an order event published by anyone (keeps state in step across instances). */
@@ -164,6 +184,9 @@ class PlaceRetry extends Data.TaggedError("PlaceRetry")<{ readonly code: number;
 class LookupRetry extends Data.TaggedError("LookupRetry")<{ readonly reason: string }> {}
 /** The exchange does not know the order and the latest attempt can no longer execute. */
 class NotPlaced extends Data.TaggedError("NotPlaced")<{ readonly reason: string }> {}
+/** The symbol's partition moved to another instance: stop driving the order (the new owner takes it over). */
+class Moved extends Data.TaggedError("Moved")<{ readonly symbol: string }> {}
+type Fail = BusError | Moved
 
 type PlaceResult =
   | { readonly _tag: "Placed"; readonly order: ExchangeOrder }
@@ -212,7 +235,8 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
           signedAt: 0,
           recvWindowMs: options.recvWindowMs,
           // seen only through events (a previous run, another instance): assume a request may have reached it
-          reachedExchange: true
+          reachedExchange: true,
+          owner: soleOwner
         }
         records.set(e.signalId, r)
       } else if (!FINAL.has(r.status)) r.status = statusOf(e)
@@ -227,8 +251,10 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
       }
     }
 
-    const emit = (event: OrderEvent): Effect.Effect<void, BusError> =>
+    const emit = (event: OrderEvent): Effect.Effect<void, Fail> =>
       Effect.gen(function*() {
+        const r = records.get(event.signalId)
+        if (r !== undefined) yield* fence(r)
         observe(event)
         yield* bus.publish(OrdersEvents, event.symbol, event)
         const base = { signalId: event.signalId, clientOrderId: event.clientOrderId, symbol: event.symbol, side: event.side, qty: event.qty }
@@ -257,6 +283,10 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
             return yield* Effect.logInfo(event._tag === "OrderSubmitted" ? "order submitted" : "order accepted", base)
         }
       })
+
+    /** Fails with Moved once the symbol is no longer this instance's: called before every signed request and event. */
+    const fence = (r: OrderRecord): Effect.Effect<void, Moved> =>
+      Effect.flatMap(r.owner.owned, (owned) => (owned ? Effect.void : Effect.fail(new Moved({ symbol: r.symbol }))))
 
     const alert = (level: Alert["level"], message: string, origin?: Origin) =>
       Effect.gen(function*() {
@@ -329,9 +359,16 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
     })
 
     /** One signed placement request, made durable (OrderSubmitted / OrderAttempt with its timestamp) before it leaves. */
-    const placeOnce = (r: OrderRecord, resyncs: Ref.Ref<number>): Effect.Effect<PlaceResult, PlaceRetry | BusError> =>
+    const placeOnce = (r: OrderRecord, resyncs: Ref.Ref<number>): Effect.Effect<PlaceResult, PlaceRetry | Fail> =>
       Effect.gen(function*() {
         yield* waitForPermit
+        if (r.attempts > 0) {
+          // a retry or a resend, after a wait: catch up with what other instances wrote (an owner before us may have
+          // sent or settled it) before signing another request with the same client order id
+          yield* r.owner.catchUp
+          if (FINAL.has(r.status)) return { _tag: "Done" } as const
+        }
+        yield* fence(r)
         traceMark(r.origin.tickId, "submit")
         const signedAt = yield* exchange.serverTime
         const ts = yield* now
@@ -340,6 +377,7 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
         yield* emit(attempt === 1 ? { _tag: "OrderSubmitted", ...eventBase(r, ts), ...signed } : { _tag: "OrderAttempt", ...eventBase(r, ts), ...signed, attempt })
         yield* Metric.update(ordersSent.pipe(Metric.withAttributes({ symbol: r.symbol, side: r.side })), 1)
         traceLink(r.clientOrderId, r.origin.tickId, "post")
+        yield* fence(r) // the publish above took time: still ours right before the request leaves?
         const result = yield* exchange.placeOrder(requestFor(r, signedAt)).pipe(Effect.result)
         if (result._tag === "Success") return { _tag: "Placed", order: result.success } as const
         const error = result.failure
@@ -390,7 +428,7 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
       })))
 
     /** Placement with its bounded retry: `maxAttempts` signed requests in this round at most. */
-    const placeRound = (r: OrderRecord): Effect.Effect<PlaceResult, BusError> =>
+    const placeRound = (r: OrderRecord): Effect.Effect<PlaceResult, Fail> =>
       Effect.gen(function*() {
         const resyncs = yield* Ref.make(0)
         return yield* placeOnce(r, resyncs).pipe(
@@ -406,9 +444,10 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
     // ---- look up -------------------------------------------------------------------------------------------------
 
     /** One lookup by client order id. −1021 resyncs the clock first (bounded by the caller's schedule). */
-    const lookupOnce = (r: OrderRecord): Effect.Effect<LookupResult, LookupRetry | BusError> =>
+    const lookupOnce = (r: OrderRecord): Effect.Effect<LookupResult, LookupRetry | Fail> =>
       Effect.gen(function*() {
         yield* waitForPermit
+        yield* fence(r)
         const result = yield* exchange.queryOrder(r.symbol, r.clientOrderId).pipe(Effect.result)
         if (result._tag === "Success") return { _tag: "Found", order: result.success } as const
         const error = result.failure
@@ -435,7 +474,7 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
       })
 
     /** Lookups on the bounded backoff (the first after one backoff step: give the exchange a moment). */
-    const lookupRound = (r: OrderRecord): Effect.Effect<LookupResult, BusError> =>
+    const lookupRound = (r: OrderRecord): Effect.Effect<LookupResult, Fail> =>
       Effect.sleep(options.lookupBackoff).pipe(
         Effect.andThen(lookupOnce(r)),
         Effect.retry({ schedule: backoff(options.maxLookups - 1), while: (e) => e._tag === "LookupRetry" }),
@@ -451,7 +490,7 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
      * What happened to an order whose outcome is unknown. Not found counts only once the latest attempt can no
      * longer execute: before that, wait for its window to pass and look again (a held request may still arrive).
      */
-    const reconcile = (r: OrderRecord): Effect.Effect<LookupResult | { readonly _tag: "NotPlaced" }, BusError> =>
+    const reconcile = (r: OrderRecord): Effect.Effect<LookupResult | { readonly _tag: "NotPlaced" }, Fail> =>
       Effect.gen(function*() {
         const first = yield* lookupRound(r)
         if (first._tag !== "NotFound") return first
@@ -466,7 +505,7 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
     // ---- settle --------------------------------------------------------------------------------------------------
 
     /** Turns what the exchange says about an order into its final event; a resting order is polled, bounded. */
-    const settle = (r: OrderRecord, order: ExchangeOrder): Effect.Effect<void, BusError> =>
+    const settle = (r: OrderRecord, order: ExchangeOrder): Effect.Effect<void, Fail> =>
       Effect.gen(function*() {
         let current = order
         if (RESTING.has(current.status)) {
@@ -526,7 +565,7 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
      * operator is alerted, the symbol is paused, and a background fiber keeps reconciling it on a slow, bounded
      * schedule. The caller's lane moves on.
      */
-    const giveUpUncertain = (r: OrderRecord, reason: string): Effect.Effect<void, BusError> =>
+    const giveUpUncertain = (r: OrderRecord, reason: string): Effect.Effect<void, Fail> =>
       Effect.gen(function*() {
         yield* Metric.update(ordersGivenUp.pipe(Metric.withAttributes({ symbol: r.symbol })), 1)
         yield* emit({ _tag: "OrderUncertain", ...eventBase(r, yield* now), reason: `gave up: ${reason}; reconciling in the background` })
@@ -534,6 +573,7 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
         if (background.has(r.signalId)) return
         background.add(r.signalId)
         yield* backgroundReconcile(r).pipe(
+          Effect.catchTag("Moved", () => Effect.logInfo("symbol moved to another instance; its new owner reconciles the order", { clientOrderId: r.clientOrderId })),
           Effect.ensuring(Effect.sync(() => background.delete(r.signalId))),
           Effect.catchCause((cause) => Effect.logError("background reconciliation stopped", { clientOrderId: r.clientOrderId, cause: String(cause) })),
           Effect.forkIn(scope)
@@ -543,7 +583,7 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
     class StillUnknown extends Data.TaggedError("StillUnknown")<{ readonly reason: string }> {}
 
     /** Looks a given-up order up every `backgroundEvery`, `backgroundLookups` times at most; never resends (stale signal). */
-    const backgroundReconcile = (r: OrderRecord): Effect.Effect<void, BusError> =>
+    const backgroundReconcile = (r: OrderRecord): Effect.Effect<void, Fail> =>
       Effect.gen(function*() {
         if (FINAL.has(r.status)) return
         const res = yield* lookupOnce(r).pipe(Effect.catchTag("LookupRetry", (e) => Effect.fail(new StillUnknown({ reason: e.reason }))))
@@ -573,11 +613,21 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
      * place → (unknown → reconcile → not placed → place again)*, the resend loop bounded by `maxResends`.
      * `from: "reconcile"` starts with a lookup (an order left in flight by a previous run or redelivered in flight).
      */
-    const drive = (r: OrderRecord, from: "place" | "reconcile"): Effect.Effect<void, BusError> =>
+    const drive = (r: OrderRecord, from: "place" | "reconcile", owner: Ownership): Effect.Effect<void, BusError> =>
       Effect.gen(function*() {
+        r.owner = owner
         const resends = yield* Ref.make(0)
         let start = from
-        const cycle: Effect.Effect<void, BusError | NotPlaced> = Effect.gen(function*() {
+        let resend = false
+        const cycle: Effect.Effect<void, Fail | NotPlaced> = Effect.gen(function*() {
+          if (resend) {
+            // another instance may have sent or settled it since the lookups: catch up, and resend only if the
+            // latest attempt anyone made (OrderAttempt of any instance) can no longer execute; else look again
+            yield* r.owner.catchUp
+            if (FINAL.has(r.status)) return
+            if ((yield* untilSafe(r)) > 0) start = "reconcile"
+          }
+          resend = true
           if (start === "place") {
             const placed = yield* placeRound(r)
             if (placed._tag === "Done") return
@@ -606,11 +656,12 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
         })
         yield* cycle.pipe(
           Effect.retry({ schedule: Schedule.recurs(options.maxResends), while: (e) => e._tag === "NotPlaced" }),
-          Effect.catchTag("NotPlaced", (e) => giveUpFailed(r, -2013, `${e.reason}; gave up after ${options.maxResends} resends`))
+          Effect.catchTag("NotPlaced", (e) => giveUpFailed(r, -2013, `${e.reason}; gave up after ${options.maxResends} resends`)),
+          Effect.catchTag("Moved", () => Effect.logInfo("symbol moved to another instance; order left to its new owner", { symbol: r.symbol }))
         )
       }).pipe(Effect.annotateLogs({ clientOrderId: r.clientOrderId }))
 
-    const handle = Effect.fn("OrderManager.handle")(function*(approved: Approved) {
+    const handle = Effect.fn("OrderManager.handle")(function*(approved: Approved, owner: Ownership = soleOwner) {
       traceMark(approved.origin.tickId, "lane")
       const existing = records.get(approved.id)
       if (existing !== undefined) {
@@ -622,7 +673,7 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
           return yield* Effect.logDebug("approved signal is being reconciled in the background", { signalId: approved.id })
         }
         yield* Effect.logWarning("approved signal was in flight; reconciling instead of resending", { signalId: approved.id })
-        return yield* drive(existing, "reconcile")
+        return yield* drive(existing, "reconcile", owner)
       }
       const ts = yield* now
       const symbol = approved.candidate.symbol
@@ -638,7 +689,8 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
         attempts: 0,
         signedAt: 0,
         recvWindowMs: options.recvWindowMs,
-        reachedExchange: false
+        reachedExchange: false,
+        owner
       }
       decidedAt.set(approved.id, approved.ts)
       const haltReason = halted.get(symbol) ?? halted.get("*")
@@ -658,22 +710,27 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
       }
       const record: OrderRecord = { ...r, qty: prepared.quantity }
       records.set(record.signalId, record)
-      return yield* drive(record, "place")
-    }, (effect, approved) => Effect.annotateLogs(effect, { signalId: approved.id }))
+      return yield* drive(record, "place", owner)
+    }, (effect, approved) =>
+      effect.pipe(
+        Effect.catchTag("Moved", () => Effect.logInfo("symbol moved to another instance; approval left to its new owner")),
+        Effect.annotateLogs({ signalId: approved.id })
+      ))
 
     const openRecords = () => [...records.values()].filter((r) => !FINAL.has(r.status) && !background.has(r.signalId))
 
     const inFlightOrders = Effect.sync(() =>
       openRecords().map((r) => ({
         symbol: r.symbol,
-        reconcile: Effect.suspend(() => (FINAL.has(r.status) || background.has(r.signalId) ? Effect.void : drive(r, "reconcile")))
+        reconcile: (owner: Ownership = soleOwner) =>
+          Effect.suspend(() => (FINAL.has(r.status) || background.has(r.signalId) ? Effect.void : drive(r, "reconcile", owner)))
       }))
     )
 
     const resumeInFlight = Effect.gen(function*() {
       const open = yield* inFlightOrders
       if (open.length > 0) yield* Effect.logWarning("reconciling orders left in flight by a previous run", { count: open.length })
-      for (const o of open) yield* o.reconcile
+      for (const o of open) yield* o.reconcile()
     })
 
     const control = (c: Control): void => {

@@ -14,7 +14,10 @@
  * settled by anyone: a redelivered approval is never sent again (Binance only refuses a duplicate
  * newClientOrderId while the first order is open). A symbol's orders left in flight are reconciled by whoever
  * takes the symbol over, after catching up with `orders.events` (`takeOver`), never by every instance at start.
- * An approval queued in a lane when its partition moves elsewhere is left to the new owner (`Delivery.assigned`).
+ * An approval queued in a lane when its partition moves elsewhere is left to the new owner (`Delivery.assigned`), and
+ * so is one already being driven: every signed request and every order event is fenced by the delivery's assignment
+ * (`Ownership`), and a retry or resend first catches up with `orders.events`, so a revoked owner never sends a client
+ * order id again beside the new owner.
  */
 import { Cause, Deferred, Effect, Queue, Stream } from "effect"
 import { Bus, type Delivery, follow, replayThenLive } from "../bus/Bus.ts"
@@ -22,7 +25,7 @@ import type { BusError } from "../domain/Errors.ts"
 import type { Approved } from "../domain/Messages.ts"
 import { ControlTopic, OrdersEvents, SignalsApproved } from "../domain/Topics.ts"
 import { traceMark } from "../observability/LatencyTrace.ts"
-import { makeOrderManager, type OrderManagerOptions } from "./OrderManager.ts"
+import { makeOrderManager, type OrderManagerOptions, type Ownership } from "./OrderManager.ts"
 
 export const ORDERS_GROUP = "orders"
 
@@ -105,6 +108,9 @@ export const runOrders = (options: OrderManagerOptions) =>
           return queue
         })
 
+      /** The fence of a drive started for `d`: its partition's assignment still current; catch-up with orders.events. */
+      const ownership = (d: Delivery<Approved>): Ownership => ({ owned: d.assigned, catchUp: events.caughtUp })
+
       /** symbol → the assignment of its signals.approved partition under which this instance took the symbol over */
       const ownedUnder = new Map<string, number>()
       /**
@@ -120,7 +126,7 @@ export const runOrders = (options: OrderManagerOptions) =>
           const open = (yield* manager.inFlightOrders).filter((o) => o.symbol === symbol)
           if (open.length > 0) yield* Effect.logWarning("reconciling orders left in flight", { symbol, count: open.length })
           const lane = yield* laneFor(symbol)
-          for (const o of open) yield* Queue.offer(lane, o.reconcile)
+          for (const o of open) yield* Queue.offer(lane, o.reconcile(ownership(d)))
         })
 
       const tracker = makeCommitTracker<Delivery<Approved>>()
@@ -136,7 +142,7 @@ export const runOrders = (options: OrderManagerOptions) =>
                 tracker.drop(d)
                 return yield* Effect.logInfo("approval left to the partition's new owner", { signalId: d.value.id, partition: d.partition })
               }
-              yield* manager.handle(d.value)
+              yield* manager.handle(d.value, ownership(d))
               // moved while it was handled: the new owner commits (a commit of an ended assignment is refused or stale)
               if (!(yield* d.assigned)) return tracker.drop(d)
               const committable = tracker.done(d)

@@ -4,14 +4,15 @@
  * it (the per-symbol fence), and catches up with orders.events before any retry or resend.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Duration, Effect, Layer, Stream } from "effect"
+import { Deferred, Duration, Effect, Fiber, Layer, Stream } from "effect"
 import * as InMemoryBus from "../../layers/InMemoryBus.ts"
-import { Bus, type Delivery, nextAssignment } from "../../src/bus/Bus.ts"
-import type { Approved } from "../../src/domain/Messages.ts"
-import { SignalsApproved } from "../../src/domain/Topics.ts"
-import { defaultOrderManagerOptions, type OrderManagerOptions } from "../../src/orders/OrderManager.ts"
+import { Bus, type Delivery, follow, nextAssignment } from "../../src/bus/Bus.ts"
+import type { Approved, OrderEvent } from "../../src/domain/Messages.ts"
+import { OrdersEvents, SignalsApproved } from "../../src/domain/Topics.ts"
+import { defaultOrderManagerOptions, makeOrderManager, type OrderManagerOptions, type Ownership } from "../../src/orders/OrderManager.ts"
 import { clientOrderIdFor } from "../../src/orders/OrderPrep.ts"
 import { makeCommitTracker, ORDERS_GROUP, runOrders } from "../../src/orders/OrderService.ts"
+import type { SimExchange } from "../../src/sim/SimExchange.ts"
 import * as SimExchangeServer from "../../src/sim/SimExchangeServer.ts"
 import { candidate } from "../support/fixtures.ts"
 import { eventually, exchangeLayerFor, realWait } from "../support/pipeline.ts"
@@ -115,4 +116,65 @@ describe("commit tracker across assignments", () => {
     assert.strictEqual(t.done(new1)?.name, "2@2")
     assert.strictEqual(t.size(), 0)
   })
+})
+
+/** Two order managers (two instances) on one bus and one exchange; A follows orders.events as runOrders does. */
+const twoInstances = (opts: OrderManagerOptions) =>
+  Effect.gen(function*() {
+    const a = yield* makeOrderManager(opts)
+    const aEvents = yield* follow(OrdersEvents, "a-state", a.observe)
+    const b = yield* makeOrderManager(opts)
+    const events: Array<OrderEvent> = []
+    yield* follow(OrdersEvents, "rec", (e) => {
+      events.push(e)
+    })
+    return { a, aEvents, b, events }
+  })
+
+describe("the per-symbol fence", () => {
+  it.live("a revoked owner held in a 429 wait never sends the client id the new owner has placed and filled", () =>
+    Effect.gen(function*() {
+      const { sim, sent } = yield* simFor()
+      yield* Effect.gen(function*() {
+        const { a, aEvents, b, events } = yield* twoInstances(options())
+        const aOwns = { value: true }
+        const ownedByA: Ownership = { owned: Effect.sync(() => aOwns.value), catchUp: aEvents.caughtUp }
+        const [w, x] = [approval(1), approval(2)]
+        // W's request is answered 429 Retry-After 3 s: A holds every request until then, X's first one included,
+        // before anything about X is on orders.events
+        sim.injectFault({ kind: "rateLimited", status: 429, retryAfterSec: 3 })
+        const first = yield* a.handle(w, ownedByA).pipe(Effect.forkScoped)
+        yield* eventually(() => sent.length === 1, "W's throttled request")
+        const second = yield* a.handle(x, ownedByA).pipe(Effect.forkScoped)
+        // the partition moves to B, which knows nothing of X yet: it places X and it fills
+        aOwns.value = false
+        yield* b.handle(x)
+        assert.strictEqual(events.filter((e) => e._tag === "OrderFilled" && e.signalId === x.id).length, 1, "B filled X")
+        // A wakes after Retry-After
+        yield* Fiber.join(first)
+        yield* Fiber.join(second)
+        assert.deepStrictEqual(sent, [clientOrderIdFor(w.id), clientOrderIdFor(x.id)], "A sent nothing after the move")
+        assert.strictEqual(sim.orders().filter((o) => o.clientOrderId === clientOrderIdFor(x.id)).length, 1, "one exchange order for X")
+        assert.isFalse(events.some((e) => e.signalId === x.id && e._tag === "OrderAttempt"), "no attempt of X by A")
+      }).pipe(Effect.provide(Layer.merge(exchangeLayerFor(sim), InMemoryBus.layerTest())))
+    }), 30_000)
+
+  it.live("before a retry the owner catches up with orders.events: an order another instance filled is not sent again", () =>
+    Effect.gen(function*() {
+      const { sim, sent } = yield* simFor()
+      yield* Effect.gen(function*() {
+        const { a, aEvents, b, events } = yield* twoInstances(options())
+        // A still believes it owns the symbol (a rebalance it has not noticed yet)
+        const ownedByA: Ownership = { owned: Effect.succeed(true), catchUp: aEvents.caughtUp }
+        const x = approval(1)
+        sim.injectFault({ kind: "rateLimited", status: 429, retryAfterSec: 3 })
+        const held = yield* a.handle(x, ownedByA).pipe(Effect.forkScoped)
+        yield* eventually(() => sent.length === 1, "A's throttled request")
+        yield* b.handle(x)
+        assert.strictEqual(events.filter((e) => e._tag === "OrderFilled" && e.signalId === x.id).length, 1, "B filled X")
+        yield* Fiber.join(held)
+        assert.deepStrictEqual(sent, [clientOrderIdFor(x.id), clientOrderIdFor(x.id)], "A's throttled request and B's; no retry by A")
+        assert.strictEqual(sim.orders().length, 1)
+      }).pipe(Effect.provide(Layer.merge(exchangeLayerFor(sim), InMemoryBus.layerTest())))
+    }), 30_000)
 })
