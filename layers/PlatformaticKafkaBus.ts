@@ -16,10 +16,16 @@
  *   flight, highest offset per partition, held over a rejoin). After the subscription has ended it is written with
  *   the admin's OffsetCommit (`alterConsumerGroupOffsets`, public API here), which Kafka accepts only while the group
  *   has no members: with a member present it fails with BusError, as in KafkaBus.
- * - Assignments: on each `consumer:group:join` the partitions newly assigned (`consumer.assignments`) get a new
- *   assignment number; partitions kept across the rebalance keep theirs (platformatic's stream goes on from where it
- *   was for them, so their buffered deliveries stay valid); revoked ones lose theirs, and their deliveries still
- *   buffered are dropped at the head of the stream (the new owner reads them from the committed offset).
+ * - Assignments (as in KafkaBus): each `consumer:group:join` gives every partition assigned a new assignment number,
+ *   kept ones included: in `committed` mode platformatic 2.12.1 refetches every assigned partition from the group's
+ *   committed offset on each join (messages-stream.js `#assignOffsets`), so what is buffered from before the join
+ *   comes again. `consumer:group:rebalance` (a rebalance has started) and `consumer:group:leave` end every
+ *   assignment. A delivery whose assignment has ended when it reaches the head of the stream is dropped (the
+ *   partition moved, or it is refetched under the new number). On a join the commit floors are forgotten (they are
+ *   re-learnt from the refetch) and the fetch positions of the assigned partitions are dropped, so a partition with
+ *   no committed offset is refetched from the fallback too instead of going on past the dropped deliveries.
+ *   Ephemeral readers (`earliest` mode, no commits, one member) are not refetched on a join: their partitions keep
+ *   their numbers and nothing is dropped.
  * - `readPartition`: a throw-away group whose offsets are set first (admin OffsetCommit) to the range's start on that
  *   partition and to the end on the others, consumed in `committed` mode, deleted afterwards.
  * - Undecodable messages are dead-lettered at the head of the stream and committed only once every earlier delivery
@@ -525,15 +531,35 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
             set.add(member)
             yield* Effect.addFinalizer(() => Effect.sync(() => set.delete(member)))
           }
-          /** Partition → its current assignment number (see the module comment). */
+          /** Partition → its current assignment number (see the module comment); empty between assignments. */
           const assigned = new Map<number, number>()
+          /** The consumer's message stream, once `consume` has returned (the first join happens before). */
+          const source: { stream: MessagesStream<string, string, string, string> | undefined } = { stream: undefined }
+          // registered before `consume`, so this runs before the stream's own join handler (which schedules the refetch)
           consumer.on("consumer:group:join", () => {
             if (state.live && !lifecycle.closed) member.joined = true
             const now = new Set((consumer.assignments ?? []).filter((a) => a.topic === topic.name).flatMap((a) => a.partitions))
-            for (const partition of [...assigned.keys()]) if (!now.has(partition)) assigned.delete(partition)
-            for (const partition of now) if (!assigned.has(partition)) assigned.set(partition, nextAssignment())
+            if (ephemeral) {
+              for (const partition of [...assigned.keys()]) if (!now.has(partition)) assigned.delete(partition)
+              for (const partition of now) if (!assigned.has(partition)) assigned.set(partition, nextAssignment())
+              return
+            }
+            assigned.clear()
+            // platformatic fetches from the group's committed offsets again: what we knew of them is stale, and a
+            // floor of the old assignment would skip (or misplace dead letters of) the refetched deliveries' commits
+            commits.clear()
+            // without a committed offset platformatic would go on from its fetch position, past the deliveries
+            // dropped below: forget the position, so the refetch starts at the fallback (as kafkajs does)
+            const positions = source.stream?.offsetsToFetch
+            for (const partition of now) {
+              positions?.delete(`${topic.name}:${partition}`)
+              assigned.set(partition, nextAssignment())
+            }
           })
-          consumer.on("consumer:group:rebalance", () => (member.joined = false))
+          consumer.on("consumer:group:rebalance", () => {
+            member.joined = false
+            if (!ephemeral) assigned.clear()
+          })
           consumer.on("consumer:group:leave", () => {
             member.joined = false
             assigned.clear()
@@ -610,6 +636,7 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
               heartbeatInterval,
               rebalanceTimeout: Math.max(sessionTimeout, 10_000)
             })).pipe(Effect.tapError(() => closeConsumer(consumer)))
+          source.stream = stream
 
           /**
            * Messages go to the queue in order; when it is full the stream is paused and what it still hands over waits

@@ -7,7 +7,7 @@ import { assert, describe, it, layer } from "@effect/vitest"
 import { Deferred, Effect, Layer, Schema, Stream } from "effect"
 import { createServer } from "node:net"
 import type * as KafkaBus from "../../layers/KafkaBus.ts"
-import { Bus, commitBatch } from "../../src/bus/Bus.ts"
+import { Bus, commitBatch, type Delivery } from "../../src/bus/Bus.ts"
 import type { BusError } from "../../src/domain/Errors.ts"
 import { AllTopics, DeadLetters, type Topic } from "../../src/domain/Topics.ts"
 
@@ -146,6 +146,40 @@ describe(name, () => {
         )
         assert.deepStrictEqual(got.map((d) => d.value.n), [1])
         assert.deepStrictEqual(yield* bus.endOffsets(DeadLetters), before)
+      }))
+
+    it.effect("a partition kept across a rebalance comes again from the group's commit under a new assignment; the old one has ended", () =>
+      Effect.gen(function*() {
+        const bus = yield* Bus
+        const topic = freshTopic("kept")
+        const group = `g.${runId}.kept`
+        const keys = Array.from({ length: 12 }, (_, i) => `K${i}`)
+        yield* bus.publishAll(topic, keys.flatMap((key) => [0, 1, 2].map((n) => ({ key, value: { n } }))))
+        const total = keys.length * 3
+        // member A takes everything and commits only the first delivery of each partition
+        const seenA: Array<Delivery<typeof Num.Type>> = []
+        const firstRound = yield* Deferred.make<void>()
+        const redelivered = yield* Deferred.make<{ readonly before: Delivery<typeof Num.Type>; readonly again: Delivery<typeof Num.Type> }>()
+        yield* bus.subscribe(topic, { group }).pipe(
+          Stream.runForEach((d) =>
+            Effect.gen(function*() {
+              const before = seenA.find((e) => e.partition === d.partition && e.offset === d.offset)
+              seenA.push(d)
+              if (before !== undefined) yield* Deferred.succeed(redelivered, { before, again: d })
+              else if (d.offset === 0) yield* d.commit
+              if (seenA.length === total) yield* Deferred.succeed(firstRound, undefined)
+            })
+          ),
+          Effect.forkScoped
+        )
+        yield* Deferred.await(firstRound)
+        // member B joins: A keeps some partitions, and gets them again from the commit (offset 1)
+        yield* bus.subscribe(topic, { group }).pipe(Stream.runDrain, Effect.forkScoped)
+        const { again, before } = yield* Deferred.await(redelivered)
+        assert.strictEqual(again.offset, 1, "from the group's commit")
+        assert.notStrictEqual(again.assignment, before.assignment, "a new assignment for a kept partition")
+        assert.isFalse(yield* before.assigned, "what was delivered under the old assignment is not ours to act on any more")
+        assert.isTrue(yield* again.assigned)
       }))
 
     it.effect("a commit after the subscription ended fails while another member holds the group", () =>
