@@ -5,12 +5,14 @@
  * Mid-run one instance of each stage is stopped (its partitions move to the survivor), then a fresh one is started
  * (partitions move again, away from a running owner). Then ingest stops, the pipeline settles, and the run is checked
  * from outside: crossovers recomputed independently from market.raw, the candidates and decisions on the topics,
- * the simulator's own order log.
+ * the simulator's own order log. Run once per Kafka client (kafkajs, then @platformatic/kafka, the default): each
+ * has its own assignment bookkeeping (layers/KafkaBus.ts, layers/PlatformaticKafkaBus.ts).
  */
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Layer, Logger, Option, Schedule, Scope } from "effect"
 import { AssignerProtocol, Kafka, logLevel } from "kafkajs"
 import * as KafkaBus from "../../layers/KafkaBus.ts"
+import * as PlatformaticKafkaBus from "../../layers/PlatformaticKafkaBus.ts"
 import { Bus, follow, namespaced } from "../../src/bus/Bus.ts"
 import { type Approved, candidateId, type Candidate, type OrderEvent, type Rejected, type Tick } from "../../src/domain/Messages.ts"
 import { MarketRaw, OrdersEvents, SignalsApproved, SignalsCandidate, SignalsRejected } from "../../src/domain/Topics.ts"
@@ -27,7 +29,10 @@ const SYMBOLS = ["XRPUSDT", "ETHUSDT", "BTCUSDT", "BNBUSDT"]
 const PARTITIONS = 4
 const FAST = 10
 const SLOW = 30
-const prefix = `scale${Date.now().toString(36)}.`
+type Client = "kafkajs" | "platformatic"
+/** The client of the suite running (set in its beforeAll), and its topics' and groups' prefix. */
+let client: Client = "kafkajs"
+let prefix = ""
 const context = { symbols: SYMBOLS, mode: "service" as const }
 const limits = { orderQty: 0.001, maxPosition: 0.01, maxTradesPerMinute: 100_000, maxTradesPerHour: 100_000 }
 
@@ -48,7 +53,9 @@ const loggerFor = (instance: string) =>
 const kafkaBus = (clientId: string) =>
   Layer.effect(
     Bus,
-    KafkaBus.make({ brokers: [BROKERS], clientId, partitions: PARTITIONS }).pipe(Effect.map((bus) => namespaced(prefix, bus)))
+    (client === "kafkajs" ? KafkaBus.make : PlatformaticKafkaBus.make)({ brokers: [BROKERS], clientId, partitions: PARTITIONS }).pipe(
+      Effect.map((bus) => namespaced(prefix, bus))
+    )
   )
 
 let sim: SimExchange
@@ -139,11 +146,18 @@ const crossoversOf = (ticks: ReadonlyArray<Tick>): Array<{ readonly id: string; 
   return out
 }
 
-describe("scale-out over Kafka", () => {
+beforeAll(async () => {
+  await admin.connect().catch((e) => {
+    throw new Error(`Kafka is not reachable at ${BROKERS} (start it with scripts/kafka.sh start): ${e}`)
+  })
+}, 60_000)
+afterAll(() => admin.disconnect(), 60_000)
+
+for (const suiteClient of ["kafkajs", "platformatic"] as const) describe(`scale-out over Kafka (${suiteClient})`, () => {
   beforeAll(async () => {
-    await admin.connect().catch((e) => {
-      throw new Error(`Kafka is not reachable at ${BROKERS} (start it with scripts/kafka.sh start): ${e}`)
-    })
+    client = suiteClient
+    prefix = `scale${suiteClient === "kafkajs" ? "j" : "p"}${Date.now().toString(36)}.`
+    logs.length = 0
     sim = await startSimExchange({
       symbols: SYMBOLS,
       ticksPerSecond: 8,
@@ -156,7 +170,6 @@ describe("scale-out over Kafka", () => {
   afterAll(async () => {
     await Promise.all([...instances.keys()].map(stop))
     await sim?.close()
-    await admin.disconnect()
   }, 60_000)
 
   it("Two instances per stage over Kafka: orders once per crossover across a forced rebalance", async () => {
