@@ -57,6 +57,8 @@ class ValueEntry implements Entry {
 interface Group {
   committed: number
   active: boolean
+  /** The assignment number of the active subscription's partition 0. */
+  assignment?: number
 }
 
 class TopicLog {
@@ -192,6 +194,7 @@ export const makeInMemoryBus = (options: { readonly capacity?: number } = {}): B
         }
         // one partition, assigned to this subscription for its whole life
         const assignment = nextAssignment()
+        if (group !== undefined) group.assignment = assignment
         const current = { live: true }
         const assigned = Effect.sync(() => current.live)
         yield* Effect.addFinalizer(() =>
@@ -292,7 +295,12 @@ export const makeInMemoryBus = (options: { readonly capacity?: number } = {}): B
         return log.end - Math.max(g?.committed ?? log.base, log.base)
       }),
     ready: Effect.succeed(true),
-    consuming: (topic, group) => Effect.sync(() => logOf(topic.name).groups.get(group)?.active === true)
+    consuming: (topic, group) => Effect.sync(() => logOf(topic.name).groups.get(group)?.active === true),
+    assignments: (topic, group) =>
+      Effect.sync(() => {
+        const g = logOf(topic.name).groups.get(group)
+        return g?.active === true && g.assignment !== undefined ? new Map([[0, g.assignment]]) : new Map<number, number>()
+      })
   })
 }
 

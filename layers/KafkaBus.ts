@@ -560,7 +560,7 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
     const deadLetterCodec = topicCodec(DeadLetters)
 
     /** Durable subscriptions of this process by `topic/group`, and whether each one's consumer is a live group member. */
-    const members = new Map<string, Set<{ joined: boolean }>>()
+    const members = new Map<string, Set<{ joined: boolean; readonly assigned: ReadonlyMap<number, number> }>>()
     const memberKey = (topic: string, group: string) => `${topic}\u0000${group}`
 
     const subscribe = <A>(topic: Topic<A>, subscribeOptions: SubscribeOptions): Stream.Stream<Delivery<A>, BusError> =>
@@ -610,7 +610,9 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
             }
           })
           consumers.add(consumer)
-          const member = { joined: false }
+          /** Partition → its current assignment number (see the module comment); empty between assignments. */
+          const assigned = new Map<number, number>()
+          const member = { joined: false, assigned }
           if (!ephemeral) {
             const key = memberKey(topic.name, groupId)
             let set = members.get(key)
@@ -618,8 +620,6 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
             set.add(member)
             yield* Effect.addFinalizer(() => Effect.sync(() => set.delete(member)))
           }
-          /** Partition → its current assignment number (see the module comment); empty between assignments. */
-          const assigned = new Map<number, number>()
           consumer.on(consumer.events.GROUP_JOIN, (event) => {
             // a consumer that joins after its subscription ended is a zombie: it leaves at once
             if (!state.live || lifecycle.closed) {
@@ -825,6 +825,12 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
         Effect.sync(() => {
           const set = members.get(memberKey(topic.name, group))
           return set !== undefined && [...set].some((m) => m.joined)
+        }),
+      assignments: (topic, group) =>
+        Effect.sync(() => {
+          const now = new Map<number, number>()
+          for (const m of members.get(memberKey(topic.name, group)) ?? []) for (const [p, n] of m.assigned) now.set(p, n)
+          return now
         })
     })
   })

@@ -93,6 +93,13 @@ export interface BusShape {
    * Kafka, a member of its group that is not crashed or rejoining). For /ready.
    */
   readonly consuming: (topic: Topic<any>, group: string) => Effect.Effect<boolean>
+  /**
+   * The partitions of `topic` assigned now to this process's durable subscription as `group`, each with its current
+   * assignment number (the one its deliveries carry). Lets a stage act on a partition it was just given before any
+   * message arrives on it (the order manager reconciles the in-flight orders of its symbols). Optional: a backend
+   * without it leaves that to the first delivery.
+   */
+  readonly assignments?: (topic: Topic<any>, group: string) => Effect.Effect<ReadonlyMap<number, number>>
 }
 
 export class Bus extends Context.Service<Bus, BusShape>()("autotrader/bus/Bus") {}
@@ -331,7 +338,8 @@ export const namespaced = (prefix: string, bus: BusShape): BusShape => {
     readPartition: (topic, partition, from, to) => bus.readPartition(at(topic), partition, from, to),
     lag: (topic, group) => bus.lag(at(topic), `${prefix}${group}`),
     ready: bus.ready,
-    consuming: (topic, group) => bus.consuming(at(topic), `${prefix}${group}`)
+    consuming: (topic, group) => bus.consuming(at(topic), `${prefix}${group}`),
+    ...(bus.assignments === undefined ? {} : { assignments: (topic, group) => bus.assignments!(at(topic), `${prefix}${group}`) })
   }
 }
 

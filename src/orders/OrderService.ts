@@ -13,14 +13,16 @@
  * `signals.approved`. Every instance follows all of `orders.events`, so it knows every client order id sent or
  * settled by anyone: a redelivered approval is never sent again (Binance only refuses a duplicate
  * newClientOrderId while the first order is open). A symbol's orders left in flight are reconciled by whoever
- * takes the symbol over, after catching up with `orders.events` (`takeOver`), never by every instance at start.
+ * takes the symbol over, after catching up with `orders.events`, never by every instance at start: as soon as the
+ * symbol's partition is assigned (`Bus.assignments`), or at its first approval on a bus without that (`takeOver`).
  * An approval queued in a lane when its partition moves elsewhere is left to the new owner (`Delivery.assigned`), and
  * so is one already being driven: every signed request and every order event is fenced by the delivery's assignment
  * (`Ownership`), and a retry or resend first catches up with `orders.events`, so a revoked owner never sends a client
  * order id again beside the new owner.
  */
-import { Cause, Deferred, Effect, Queue, Stream } from "effect"
+import { Cause, Deferred, Duration, Effect, Queue, Schedule, Stream } from "effect"
 import { Bus, type Delivery, follow, replayThenLive } from "../bus/Bus.ts"
+import { partitionOf } from "../bus/Partitioner.ts"
 import type { BusError } from "../domain/Errors.ts"
 import type { Approved } from "../domain/Messages.ts"
 import { ControlTopic, OrdersEvents, SignalsApproved } from "../domain/Topics.ts"
@@ -28,6 +30,9 @@ import { traceMark } from "../observability/LatencyTrace.ts"
 import { makeOrderManager, type OrderManagerOptions, type Ownership } from "./OrderManager.ts"
 
 export const ORDERS_GROUP = "orders"
+
+/** How often the stage looks for partitions of signals.approved newly assigned to it. */
+const ASSIGNMENT_POLL = Duration.seconds(1)
 
 /**
  * Which deliveries may be committed: per partition, the deliveries taken so far under its current assignment, in
@@ -128,6 +133,43 @@ export const runOrders = (options: OrderManagerOptions) =>
           const lane = yield* laneFor(symbol)
           for (const o of open) yield* Queue.offer(lane, o.reconcile(ownership(d)))
         })
+
+      /**
+       * At assignment time, not at the first approval: a partition newly assigned here (start, restart, rebalance)
+       * has its symbols' orders left in flight reconciled at once, each in its lane, fenced by that assignment.
+       * Waiting for an approval is not enough: an order a dead owner gave up on (OrderUncertain, symbol pending at the
+       * risk gate) gets no new approval, so nobody would ever reconcile it. A symbol's partition is the one the
+       * producers chose (`partitionOf`, murmur2). Needs `Bus.assignments`; without it the first approval does it.
+       */
+      const assignmentsOf = bus.assignments
+      if (assignmentsOf !== undefined) {
+        const partitions = Math.max(1, (yield* bus.endOffsets(SignalsApproved)).size)
+        const current = assignmentsOf(SignalsApproved, ORDERS_GROUP)
+        const seen = new Map<number, number>()
+        const takeOverPartition = (partition: number, assignment: number) =>
+          Effect.gen(function*() {
+            yield* events.caughtUp
+            const owner: Ownership = { owned: Effect.map(current, (now) => now.get(partition) === assignment), catchUp: events.caughtUp }
+            const open = (yield* manager.inFlightOrders).filter((o) => partitionOf(o.symbol, partitions) === partition && ownedUnder.get(o.symbol) !== assignment)
+            if (open.length === 0) return
+            yield* Effect.logWarning("partition assigned: reconciling orders left in flight", { partition, count: open.length })
+            for (const o of open) {
+              ownedUnder.set(o.symbol, assignment)
+              yield* Queue.offer(yield* laneFor(o.symbol), o.reconcile(owner))
+            }
+          })
+        yield* Effect.gen(function*() {
+          for (const [partition, assignment] of yield* current) {
+            if (seen.get(partition) === assignment) continue
+            seen.set(partition, assignment)
+            yield* takeOverPartition(partition, assignment)
+          }
+        }).pipe(
+          Effect.repeat(Schedule.spaced(ASSIGNMENT_POLL)),
+          Effect.catchCause((cause) => Cause.hasInterruptsOnly(cause) ? Effect.void : Deferred.failCause(failed, cause)),
+          Effect.forkScoped
+        )
+      }
 
       const tracker = makeCommitTracker<Delivery<Approved>>()
       const consume = bus.subscribe(SignalsApproved, { group: ORDERS_GROUP }).pipe(

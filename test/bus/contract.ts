@@ -5,6 +5,7 @@
 import { assert, describe, layer } from "@effect/vitest"
 import { Effect, Fiber, Layer, Schema, Stream } from "effect"
 import { Bus, follow, lastOfKey, replayThenLive } from "../../src/bus/Bus.ts"
+import { partitionOf } from "../../src/bus/Partitioner.ts"
 import { DeadLetters, type Topic } from "../../src/domain/Topics.ts"
 
 const Msg = Schema.Struct({ key: Schema.String, n: Schema.Int })
@@ -226,6 +227,26 @@ export const busContract = (name: string, busLayer: Layer.Layer<Bus, unknown>) =
             Stream.runCollect
           )
           assert.deepStrictEqual(whileRunning, [true, true, true])
+        }))
+
+      it.effect("a key is on the partition partitionOf gives; assignments (where implemented) lists each partition with its deliveries' number", () =>
+        Effect.gen(function*() {
+          const bus = yield* Bus
+          const topic = freshTopic("assignments")
+          const keys = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT", "ADAUSDT"]
+          yield* publishN(topic, keys, 30)
+          const partitions = (yield* bus.endOffsets(topic)).size
+          const group = unique("g")
+          const seen = yield* bus.subscribe(topic, { group }).pipe(
+            Stream.mapEffect((d) => Effect.map(bus.assignments?.(topic, group) ?? Effect.succeed(undefined), (now) => ({ d, now }))),
+            Stream.take(30),
+            Stream.runCollect
+          )
+          for (const { d, now } of seen) {
+            assert.strictEqual(d.partition, partitionOf(d.key, partitions), `${d.key} over ${partitions} partitions`)
+            if (now !== undefined) assert.strictEqual(now.get(d.partition), d.assignment, "the current assignment of the delivery's partition")
+          }
+          if (bus.assignments !== undefined) assert.strictEqual((yield* bus.assignments(topic, group)).size, 0, "none once the subscription ended")
         }))
 
       it.effect("follow applies the history, then live messages; caughtUp waits for everything published before it", () =>

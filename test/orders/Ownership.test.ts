@@ -10,6 +10,7 @@ import { Bus, type Delivery, follow, nextAssignment } from "../../src/bus/Bus.ts
 import type { Approved, OrderEvent } from "../../src/domain/Messages.ts"
 import { OrdersEvents, SignalsApproved } from "../../src/domain/Topics.ts"
 import { defaultOrderManagerOptions, makeOrderManager, type OrderManagerOptions, type Ownership } from "../../src/orders/OrderManager.ts"
+import { Exchange } from "../../src/exchange/Exchange.ts"
 import { clientOrderIdFor } from "../../src/orders/OrderPrep.ts"
 import { makeCommitTracker, ORDERS_GROUP, runOrders } from "../../src/orders/OrderService.ts"
 import type { SimExchange } from "../../src/sim/SimExchange.ts"
@@ -174,6 +175,34 @@ describe("the per-symbol fence", () => {
         assert.strictEqual(events.filter((e) => e._tag === "OrderFilled" && e.signalId === x.id).length, 1, "B filled X")
         yield* Fiber.join(held)
         assert.deepStrictEqual(sent, [clientOrderIdFor(x.id), clientOrderIdFor(x.id)], "A's throttled request and B's; no retry by A")
+        assert.strictEqual(sim.orders().length, 1)
+      }).pipe(Effect.provide(Layer.merge(exchangeLayerFor(sim), InMemoryBus.layerTest())))
+    }), 30_000)
+})
+
+describe("reconciliation at assignment time", () => {
+  it.live("an order a dead instance gave up on (OrderUncertain) is reconciled by the new owner without any new approval", () =>
+    Effect.gen(function*() {
+      const { sim, sent } = yield* simFor()
+      yield* Effect.gen(function*() {
+        const bus = yield* Bus
+        const exchange = yield* Exchange
+        const x = approval(1)
+        const clientOrderId = clientOrderIdFor(x.id)
+        // the dead instance: its order executed at the exchange, but it never learnt the outcome and gave up
+        const base = { signalId: x.id, clientOrderId, symbol: BTC, side: x.orderSide, action: x.action, qty: x.qty, origin: x.origin }
+        const signedAt = yield* exchange.serverTime
+        yield* bus.publish(OrdersEvents, BTC, { _tag: "OrderSubmitted", ...base, ts: signedAt, signedAt, recvWindowMs: 5000 })
+        yield* exchange.placeOrder({ symbol: BTC, side: "BUY", type: "MARKET", quantity: String(x.qty), clientOrderId, timestamp: signedAt, recvWindowMs: 5000 })
+        yield* bus.publish(OrdersEvents, BTC, { _tag: "OrderUncertain", ...base, ts: signedAt, reason: "gave up: timeout; reconciling in the background" })
+        const events: Array<OrderEvent> = []
+        yield* follow(OrdersEvents, "rec", (e) => {
+          events.push(e)
+        })
+        // the new owner starts; signals.approved stays empty
+        yield* runOrders(options()).pipe(Effect.forkScoped)
+        yield* eventually(() => events.some((e) => e._tag === "OrderFilled" && e.signalId === x.id), "the new owner settles the order", 15_000)
+        assert.deepStrictEqual(sent, [clientOrderId], "looked up, not sent again")
         assert.strictEqual(sim.orders().length, 1)
       }).pipe(Effect.provide(Layer.merge(exchangeLayerFor(sim), InMemoryBus.layerTest())))
     }), 30_000)
