@@ -25,7 +25,8 @@
  *   re-learnt from the refetch) and the fetch positions of the assigned partitions are dropped, so a partition with
  *   no committed offset is refetched from the fallback too instead of going on past the dropped deliveries.
  *   Ephemeral readers (`earliest` mode, no commits, one member) are not refetched on a join: their partitions keep
- *   their numbers and nothing is dropped.
+ *   their numbers and nothing is dropped. `Bus.assignments` reports the durable subscriptions' current numbers (a
+ *   failed or ended subscription has none), as KafkaBus does.
  * - `readPartition`: a throw-away group whose offsets are set first (admin OffsetCommit) to the range's start on that
  *   partition and to the end on the others, consumed in `committed` mode, deleted afterwards.
  * - Undecodable messages are dead-lettered at the head of the stream and committed only once every earlier delivery
@@ -478,7 +479,7 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
     const deadLetterCodec = topicCodec(DeadLetters)
 
     /** Durable subscriptions of this process by `topic/group`, and whether each one's consumer is a live group member. */
-    const members = new Map<string, Set<{ joined: boolean }>>()
+    const members = new Map<string, Set<{ joined: boolean; readonly assigned: ReadonlyMap<number, number> }>>()
     const memberKey = (topic: string, group: string) => `${topic}\u0000${group}`
 
     const subscribe = <A>(topic: Topic<A>, subscribeOptions: SubscribeOptions): Stream.Stream<Delivery<A>, BusError> =>
@@ -496,6 +497,7 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
           const fail = (message: string) => {
             if (!state.live) return
             member.joined = false
+            assigned.clear()
             Queue.failCauseUnsafe(queue, Cause.fail(new BusError({ operation: "subscribe", topic: topic.name, message })))
           }
           const commits = new Map<number, PartitionCommits>()
@@ -523,7 +525,9 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
             highWaterMark: Math.min(bufferSize, 1024)
           })
           consumers.add(consumer)
-          const member = { joined: false }
+          /** Partition → its current assignment number (see the module comment); empty between assignments. */
+          const assigned = new Map<number, number>()
+          const member = { joined: false, assigned }
           if (!ephemeral) {
             const key = memberKey(topic.name, groupId)
             let set = members.get(key)
@@ -531,8 +535,6 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
             set.add(member)
             yield* Effect.addFinalizer(() => Effect.sync(() => set.delete(member)))
           }
-          /** Partition → its current assignment number (see the module comment); empty between assignments. */
-          const assigned = new Map<number, number>()
           /** The consumer's message stream, once `consume` has returned (the first join happens before). */
           const source: { stream: MessagesStream<string, string, string, string> | undefined } = { stream: undefined }
           // registered before `consume`, so this runs before the stream's own join handler (which schedules the refetch)
@@ -669,6 +671,7 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
               // Later commits of this subscription's deliveries go the admin way, after the member has left.
               state.live = false
               member.joined = false
+              assigned.clear()
               yield* Queue.shutdown(queue)
               yield* closeConsumer(consumer, stream)
             })
@@ -712,6 +715,12 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
         Effect.sync(() => {
           const set = members.get(memberKey(topic.name, group))
           return set !== undefined && [...set].some((m) => m.joined)
+        }),
+      assignments: (topic, group) =>
+        Effect.sync(() => {
+          const now = new Map<number, number>()
+          for (const m of members.get(memberKey(topic.name, group)) ?? []) for (const [p, n] of m.assigned) now.set(p, n)
+          return now
         })
     })
   })

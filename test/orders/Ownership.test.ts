@@ -6,7 +6,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Duration, Effect, Fiber, Layer, Stream } from "effect"
 import * as InMemoryBus from "../../layers/InMemoryBus.ts"
-import { Bus, type Delivery, follow, nextAssignment } from "../../src/bus/Bus.ts"
+import * as PlatformaticKafkaBus from "../../layers/PlatformaticKafkaBus.ts"
+import { Bus, type Delivery, follow, namespaced, nextAssignment } from "../../src/bus/Bus.ts"
 import type { Approved, OrderEvent } from "../../src/domain/Messages.ts"
 import { OrdersEvents, SignalsApproved } from "../../src/domain/Topics.ts"
 import { defaultOrderManagerOptions, makeOrderManager, type OrderManagerOptions, type Ownership } from "../../src/orders/OrderManager.ts"
@@ -180,7 +181,21 @@ describe("the per-symbol fence", () => {
     }), 30_000)
 })
 
-describe("reconciliation at assignment time", () => {
+/** The default Kafka client's bus on the shared broker (KAFKA_BROKERS / KAFKA_PORT), topics under a prefix of this run. */
+const platformaticBus = (() => {
+  const brokers = (process.env.KAFKA_BROKERS ?? `127.0.0.1:${process.env.KAFKA_PORT ?? "19092"}`).split(",")
+  const runId = `${Date.now().toString(36)}.${process.pid}`
+  return Layer.effect(
+    Bus,
+    PlatformaticKafkaBus.make({ brokers, clientId: `ownership-test.${runId}`, partitions: 4 }).pipe(Effect.map((bus) => namespaced(`own.${runId}.`, bus)))
+  )
+})()
+
+describe.each([
+  ["in-memory", () => InMemoryBus.layerTest()],
+  // the default client: Bus.assignments there too, so this does not fall back to the first approval
+  ["kafka (platformatic)", () => platformaticBus]
+] as const)("reconciliation at assignment time (%s)", (_name, busLayer) => {
   it.live("an order a dead instance gave up on (OrderUncertain) is reconciled by the new owner without any new approval", () =>
     Effect.gen(function*() {
       const { sim, sent } = yield* simFor()
@@ -204,6 +219,6 @@ describe("reconciliation at assignment time", () => {
         yield* eventually(() => events.some((e) => e._tag === "OrderFilled" && e.signalId === x.id), "the new owner settles the order", 15_000)
         assert.deepStrictEqual(sent, [clientOrderId], "looked up, not sent again")
         assert.strictEqual(sim.orders().length, 1)
-      }).pipe(Effect.provide(Layer.merge(exchangeLayerFor(sim), InMemoryBus.layerTest())))
-    }), 30_000)
+      }).pipe(Effect.provide(Layer.merge(exchangeLayerFor(sim), busLayer())))
+    }), 60_000)
 })
