@@ -62,12 +62,18 @@ const messageOf = (error: unknown): string => (error instanceof Error ? error.me
 const isRetriable = (error: unknown): boolean =>
   typeof error === "object" && error !== null && (error as { readonly retriable?: unknown }).retriable === true
 
-/** Commit refusals that mean "your generation is over": a rebalance is under way or has happened. */
-const rebalanced = (error: unknown): boolean => {
-  if (typeof error !== "object" || error === null) return false
-  const { type, originalError } = error as { readonly type?: unknown; readonly originalError?: unknown }
+/**
+ * Commit refusals that mean "your generation is over": a rebalance is under way or has happened. kafkajs rarely
+ * hands these over bare: `consumer.commitOffsets` runs in its retrier, which rejects a non-retriable protocol error
+ * (all three are) as a `KafkaJSNonRetriableError` whose `cause` is the `KafkaJSProtocolError` carrying the `type`
+ * (kafkajs 2.x never sets `originalError`; that is checked too, for other wrappers). So the chain is followed through
+ * both, a few links deep.
+ */
+export const rebalanced = (error: unknown, depth = 0): boolean => {
+  if (typeof error !== "object" || error === null || depth > 8) return false
+  const { type, cause, originalError } = error as { readonly type?: unknown; readonly cause?: unknown; readonly originalError?: unknown }
   if (type === "ILLEGAL_GENERATION" || type === "REBALANCE_IN_PROGRESS" || type === "UNKNOWN_MEMBER_ID") return true
-  return originalError !== undefined && rebalanced(originalError)
+  return rebalanced(cause, depth + 1) || rebalanced(originalError, depth + 1)
 }
 
 const kafkaLogLevels = { ERROR: logLevel.ERROR, WARN: logLevel.WARN, INFO: logLevel.INFO, DEBUG: logLevel.DEBUG }
