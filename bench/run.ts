@@ -95,7 +95,7 @@ const tickSection = async () => {
   const seconds = (rate: number) => (rate <= 50 ? 12 : 6)
   const rows: Array<string> = []
   for (const rate of rates) {
-    const clients: Array<Client> = ["floor", "embedded", ...(cliBefore !== undefined && rate === 1_000 ? ["embedded-before" as const] : [])]
+    const clients: Array<Client> = ["floor", "embedded", ...(cliBefore !== undefined && rate >= 1_000 ? ["embedded-before" as const] : [])]
     const results = await interleaved<LatencyRun>(clients.map((c) => [c, () => tickToOrderRun(c, rate, seconds(rate), 2)] as const))
     const floor = results.get("floor")!
     const floorP50 = median(floor.map((r) => r.p50))
