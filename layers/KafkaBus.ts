@@ -28,7 +28,7 @@
  *   undecodable messages but do not publish dead letters (a replay on every restart would duplicate them).
  */
 import { Cause, Clock, Config, Duration, Effect, Exit, Layer, Metric, Queue, Schedule, Stream } from "effect"
-import type { Array as Arr, Pull, Scope } from "effect"
+import type { Scope } from "effect"
 import { Kafka, logLevel, Partitioners } from "kafkajs"
 import type { Admin, Consumer, EachBatchPayload, KafkaMessage, LogEntry, Producer } from "kafkajs"
 import { randomUUID } from "node:crypto"
@@ -46,6 +46,7 @@ import {
 } from "../src/bus/Bus.ts"
 import { BusError } from "../src/domain/Errors.ts"
 import { AllTopics, DeadLetters, type Topic } from "../src/domain/Topics.ts"
+import { type BufferedItem, deliveriesOf } from "./KafkaDeliveries.ts"
 import { config, type KafkaBusOptions } from "./KafkaOptions.ts"
 
 export { config }
@@ -127,69 +128,22 @@ const makeInternalCluster = (kafka: Kafka): InternalCluster | undefined => {
   return typeof factory === "function" ? (factory as (options: object) => InternalCluster)({}) : undefined
 }
 
-type Item<A> =
-  | { readonly _tag: "Delivery"; readonly delivery: Delivery<A> }
-  | {
-    readonly _tag: "Undecodable"
-    readonly partition: number
-    readonly offset: number
-    readonly key: string
-    readonly raw: string
-    readonly error: string
-  }
+interface Undecodable {
+  readonly _tag: "Undecodable"
+  readonly partition: number
+  readonly offset: number
+  readonly key: string
+  readonly raw: string
+  readonly error: string
+}
+
+/** A buffered message: a delivery, or one that did not decode (dead-lettered when it reaches the head: deliveriesOf). */
+type Item<A> = BufferedItem<A, Undecodable>
 
 /** Per partition: the offset the group has committed up to (as far as this subscription knows) and dead letters above it. */
 interface PartitionCommits {
   floor: number
   readonly deadLettered: Set<number>
-}
-
-/**
- * The stream side of a subscription: the buffer's items as arrays of deliveries, without an Effect per message.
- * An undecodable item is dead-lettered when it reaches the head, i.e. once the stage has pulled every delivery
- * before it: a pulled array is cut at the first undecodable item and the rest kept for the next pull.
- */
-const deliveriesOf = <A, E>(
-  pull: Pull.Pull<Arr.NonEmptyReadonlyArray<Item<A>>, E, void>,
-  deadLetter: (item: Extract<Item<A>, { _tag: "Undecodable" }>) => Effect.Effect<void, BusError>,
-  /** Whether a delivery's assignment is still current: one fetched under an ended assignment is dropped. */
-  current: (delivery: Delivery<A>) => boolean
-): Pull.Pull<Arr.NonEmptyReadonlyArray<Delivery<A>>, E | BusError, void> => {
-  let rest: ReadonlyArray<Item<A>> = []
-  const next = (items: ReadonlyArray<Item<A>>): Pull.Pull<Arr.NonEmptyReadonlyArray<Delivery<A>>, E | BusError, void> => {
-    let lead = 0
-    while (lead < items.length && items[lead]._tag === "Undecodable") lead++
-    if (lead > 0) {
-      const letters = items.slice(0, lead) as Array<Extract<Item<A>, { _tag: "Undecodable" }>>
-      const after = items.slice(lead)
-      return Effect.flatMap(
-        Effect.forEach(letters, deadLetter, { discard: true }),
-        () => (after.length > 0 ? next(after) : Effect.flatMap(pull, next))
-      )
-    }
-    let end = 0
-    while (end < items.length && items[end]._tag === "Delivery") end++
-    rest = end < items.length ? items.slice(end) : []
-    const out: Array<Delivery<A>> = []
-    for (let i = 0; i < end; i++) {
-      const delivery = (items[i] as Extract<Item<A>, { _tag: "Delivery" }>).delivery
-      if (current(delivery)) out.push(delivery)
-    }
-    if (out.length === 0) {
-      // all of them fetched under an assignment that has ended: not ours to act on (see the module comment)
-      if (rest.length === 0) return Effect.flatMap(pull, next)
-      const more = rest
-      rest = []
-      return next(more)
-    }
-    return Effect.succeed(out as unknown as Arr.NonEmptyReadonlyArray<Delivery<A>>)
-  }
-  return Effect.suspend(() => {
-    if (rest.length === 0) return Effect.flatMap(pull, next)
-    const items = rest
-    rest = []
-    return next(items)
-  })
 }
 
 export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError, Scope.Scope> =>
@@ -795,7 +749,7 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
               })
           )
 
-          const deadLetter = (item: Extract<Item<A>, { _tag: "Undecodable" }>) =>
+          const deadLetter = (item: Undecodable) =>
             Effect.gen(function*() {
               const letter = yield* recordDeadLetter({
                 stage: subscribeOptions.group,

@@ -1,6 +1,6 @@
 /**
- * The stream side of a Kafka subscription (layers/PlatformaticKafkaBus.ts; layers/KafkaBus.ts has the same loop for
- * its own item type): the buffer's items as arrays of deliveries, without an Effect per message. An undecodable item
+ * The stream side of a Kafka subscription (both clients: layers/KafkaBus.ts, layers/PlatformaticKafkaBus.ts, each with
+ * its own undecodable-item type): the buffer's items as arrays of deliveries, without an Effect per message. An undecodable item
  * is dead-lettered when it reaches the head, i.e. once the stage has pulled every delivery before it: a pulled array
  * is cut at the first undecodable item and the rest kept for the next pull.
  */
