@@ -243,6 +243,23 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
      */
     const consumers = new Set<Consumer<string, string, string, string>>()
     const lifecycle = { closed: false }
+    /** A consumer in `groupId` with the bus's settings (manual commits), registered in `consumers` to be closed. */
+    const openConsumer = (groupId: string, tuning: { readonly highWaterMark?: number } = {}) => {
+      const consumer = new Consumer<string, string, string, string>({
+        ...base,
+        groupId,
+        sessionTimeout,
+        heartbeatInterval,
+        rebalanceTimeout: Math.max(sessionTimeout, 10_000),
+        maxWaitTime,
+        minBytes: 1,
+        autocommit: false,
+        deserializers: stringDeserializers,
+        ...tuning
+      })
+      consumers.add(consumer)
+      return consumer
+    }
     const closeConsumer = (consumer: Consumer<string, string, string, string>, stream?: MessagesStream<string, string, string, string>) =>
       Effect.promise(async () => {
         await stream?.close().catch(() => undefined)
@@ -414,18 +431,7 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
             }]
           }))
         const { decode } = topicCodec(topic)
-        const consumer = new Consumer<string, string, string, string>({
-          ...base,
-          groupId,
-          sessionTimeout,
-          heartbeatInterval,
-          rebalanceTimeout: Math.max(sessionTimeout, 10_000),
-          maxWaitTime,
-          minBytes: 1,
-          autocommit: false,
-          deserializers: stringDeserializers
-        })
-        consumers.add(consumer)
+        const consumer = openConsumer(groupId)
         logErrors(consumer, "reader")
         let stream: MessagesStream<string, string, string, string> | undefined
         const fetched = Effect.callback<ReadonlyArray<PartitionRecord<A>>, BusError>((resume) => {
@@ -511,20 +517,8 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
             return c
           }
 
-          const consumer = new Consumer<string, string, string, string>({
-            ...base,
-            groupId,
-            sessionTimeout,
-            heartbeatInterval,
-            rebalanceTimeout: Math.max(sessionTimeout, 10_000),
-            maxWaitTime,
-            minBytes: 1,
-            autocommit: false,
-            deserializers: stringDeserializers,
-            // platformatic's stream buffers this many messages before it stops fetching; our queue is the buffer
-            highWaterMark: Math.min(bufferSize, 1024)
-          })
-          consumers.add(consumer)
+          // platformatic's stream buffers this many messages before it stops fetching; our queue is the buffer
+          const consumer = openConsumer(groupId, { highWaterMark: Math.min(bufferSize, 1024) })
           /** Partition → its current assignment number (see the module comment); empty between assignments. */
           const assigned = new Map<number, number>()
           const member = { joined: false, assigned }
