@@ -214,10 +214,14 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
     /**
      * A read the broker may briefly refuse with an error kafkajs marks retriable (NOT_LEADER_FOR_PARTITION or
      * LEADER_NOT_AVAILABLE right after a topic is created or a broker starts): retried on `topicBackoff` (8 times,
-     * about 5 s) before it becomes a BusError. Seen on a fresh broker: the first offsets read after createTopics.
+     * about 5 s) before it becomes a BusError, each refusal logged. Seen on a fresh broker: the first offsets read after
+     * createTopics; and subscribing to a topic whose metadata the broker did not have yet (CI, a loaded machine).
      */
     const read = <A>(operation: string, topic: string, f: () => Promise<A>): Effect.Effect<A, BusError> =>
       Effect.tryPromise({ try: f, catch: (error) => error }).pipe(
+        Effect.tapError((error) =>
+          isRetriable(error) ? Effect.logWarning("Kafka refused a request for now; asking again", { operation, topic, error: messageOf(error) }) : Effect.void
+        ),
         Effect.retry({ schedule: topicBackoff, while: isRetriable }),
         Effect.mapError((error) => new BusError({ operation, topic, message: messageOf(error) })),
         Effect.tap(() => Effect.sync(() => (status.healthy = true))),
@@ -482,28 +486,27 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
           consumer.on(consumer.events.CRASH, (event) =>
             finish(Effect.fail(new BusError({ operation: "readPartition", topic: topic.name, message: messageOf(event.payload.error) }))))
           consumer
-            .connect()
-            .then(() => consumer.subscribe({ topic: topic.name, fromBeginning: true }))
-            .then(() =>
-              consumer.run({
-                autoCommit: false,
-                eachBatch: async ({ batch }) => {
-                  if (finished || batch.partition !== partition) return
-                  for (const message of batch.messages) {
-                    const offset = Number(message.offset)
-                    if (offset >= end) break
-                    if (offset < start) continue
-                    const decoded = decode(message.value?.toString("utf8") ?? "")
-                    if (Exit.isSuccess(decoded)) out.push({ key: message.key?.toString("utf8") ?? "", value: decoded.value, offset })
-                  }
-                  const last = batch.messages.at(-1)
-                  if (last !== undefined && Number(last.offset) + 1 >= end) finish(Effect.succeed(out))
+            .run({
+              autoCommit: false,
+              eachBatch: async ({ batch }) => {
+                if (finished || batch.partition !== partition) return
+                for (const message of batch.messages) {
+                  const offset = Number(message.offset)
+                  if (offset >= end) break
+                  if (offset < start) continue
+                  const decoded = decode(message.value?.toString("utf8") ?? "")
+                  if (Exit.isSuccess(decoded)) out.push({ key: message.key?.toString("utf8") ?? "", value: decoded.value, offset })
                 }
-              })
-            )
+                const last = batch.messages.at(-1)
+                if (last !== undefined && Number(last.offset) + 1 >= end) finish(Effect.succeed(out))
+              }
+            })
             .catch((error: unknown) => finish(Effect.fail(new BusError({ operation: "readPartition", topic: topic.name, message: messageOf(error) }))))
         })
-        return yield* fetched.pipe(
+        // connect and subscribe before the fetch (subscribe is asked again while the topic's metadata is not there yet)
+        return yield* attempt("readPartition", topic.name, () => consumer.connect()).pipe(
+          Effect.andThen(read("readPartition", topic.name, () => consumer.subscribe({ topic: topic.name, fromBeginning: true }))),
+          Effect.andThen(fetched),
           Effect.timeoutOrElse({
             duration: readTimeout,
             orElse: () =>
@@ -735,11 +738,16 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
           }
 
           yield* Effect.acquireRelease(
-            attempt("subscribe", topic.name, async () => {
-              await consumer.connect()
-              await consumer.subscribe({ topic: topic.name, fromBeginning: ephemeral || subscribeOptions.start !== "latest" })
-              await consumer.run({ autoCommit: false, eachBatchAutoResolve: false, partitionsConsumedConcurrently: 1, eachBatch })
-            }).pipe(Effect.tapError(() => disconnectConsumer(consumer))),
+            attempt("subscribe", topic.name, () => consumer.connect()).pipe(
+              // A topic created a moment ago (by this process or another) can be missing from the broker's metadata
+              // for a while: kafkajs' subscribe then throws UNKNOWN_TOPIC_OR_PARTITION (retriable; it forgets the
+              // topic again, so asking again is safe). Seen in CI on a loaded machine right after the topics' creation.
+              Effect.andThen(read("subscribe", topic.name, () =>
+                consumer.subscribe({ topic: topic.name, fromBeginning: ephemeral || subscribeOptions.start !== "latest" }))),
+              Effect.andThen(attempt("subscribe", topic.name, () =>
+                consumer.run({ autoCommit: false, eachBatchAutoResolve: false, partitionsConsumedConcurrently: 1, eachBatch }))),
+              Effect.tapError(() => disconnectConsumer(consumer))
+            ),
             () =>
               Effect.gen(function*() {
                 // Later commits of this subscription's deliveries go the admin way, after the member has left.

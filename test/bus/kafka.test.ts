@@ -5,6 +5,8 @@
  */
 import { Kafka, logLevel } from "kafkajs"
 import { createConnection } from "node:net"
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Fiber, Logger, Schedule, Schema, Stream } from "effect"
 import { beforeAll } from "vitest"
 import * as KafkaBus from "../../layers/KafkaBus.ts"
 import { busContract } from "./contract.ts"
@@ -45,4 +47,43 @@ kafkaSpecifics("KafkaBus", KafkaBus.layerConfig, options, async () => {
   } finally {
     await admin.disconnect()
   }
+})
+
+describe("KafkaBus subscribing to a topic the broker does not know yet", () => {
+  const refusals: Array<Record<string, unknown>> = []
+  const logger = Logger.layer([
+    Logger.map(Logger.formatStructured, (entry) => {
+      const [message, fields] = Array.isArray(entry.message) ? entry.message : [entry.message, {}]
+      if (message === "Kafka refused a request for now; asking again") refusals.push(fields as Record<string, unknown>)
+    })
+  ])
+  it.live("asks again while the topic's metadata is missing, then delivers", () =>
+    Effect.gen(function*() {
+      const admin = new Kafka({ clientId: "kafka-test-admin", brokers, logLevel: logLevel.NOTHING }).admin()
+      yield* Effect.acquireRelease(Effect.promise(() => admin.connect()), () => Effect.promise(() => admin.disconnect()))
+      const bus = yield* KafkaBus.make(options)
+      const topic = { name: `kafka.late.${runId}`, schema: Schema.Struct({ n: Schema.Int }) }
+      // the bus creates the topic (and remembers it exists); then it goes away behind the bus's back
+      yield* bus.publish(topic, "K", { n: 0 })
+      yield* Effect.promise(() => admin.deleteTopics({ topics: [topic.name] }))
+      const gone = Effect.promise(() => admin.listTopics()).pipe(
+        Effect.map((names) => !names.includes(topic.name)),
+        Effect.repeat({ until: (isGone) => isGone, schedule: Schedule.spaced("100 millis"), times: 100 })
+      )
+      assert.isTrue(yield* gone)
+      const received = yield* bus.subscribe(topic, { group: `g.late.${runId}`, ephemeral: true }).pipe(
+        Stream.take(1),
+        Stream.runCollect,
+        Effect.forkScoped
+      )
+      // the subscription is refused (UNKNOWN_TOPIC_OR_PARTITION) and asks again; the topic comes back meanwhile
+      yield* Effect.sync(() => refusals.length > 0).pipe(
+        Effect.repeat({ until: (refused) => refused, schedule: Schedule.spaced("20 millis"), times: 250 })
+      )
+      assert.strictEqual(refusals[0]?.operation, "subscribe")
+      yield* Effect.promise(() => admin.createTopics({ topics: [{ topic: topic.name, numPartitions: 3 }], waitForLeaders: true }))
+      yield* bus.publish(topic, "K", { n: 1 })
+      const got = yield* Fiber.join(received)
+      assert.deepStrictEqual(got.map((d) => d.value.n), [1])
+    }).pipe(Effect.scoped, Effect.provide(logger)), 60_000)
 })
