@@ -1,4 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
+import * as Fixed from "../../src/sim/Fixed.ts"
+import { tradePayload, tradePayloadJson } from "../../src/sim/StreamServer.ts"
 import { withSim, WsProbe } from "./SimClient.ts"
 
 const TRADE_KEYS = ["e", "E", "s", "t", "p", "q", "T", "m", "M"]
@@ -47,6 +49,29 @@ describe("market-data streams", () => {
       expect(eth.data).toMatchObject({ s: "ETHUSDT", t: 1, p: "3100.50000000", q: "1.00000000" })
       expect(btc.data).toMatchObject({ s: "BTCUSDT", t: 1, p: "61000.00000000", q: "0.00100000" })
       probe.close()
+    }))
+
+  it("the hand-built trade frame is JSON.stringify of Binance's payload, byte for byte", () => {
+    for (const [price, qty, id, maker] of [["65000.12", "0.5", 1, true], ["0.00000001", "123456.789", 9_007_199_254_740, false], ["1", "0", 42, true]] as const) {
+      const trade = { symbol: "BTCUSDT", tradeId: id, price: Fixed.fromNumber(Number(price)), qty: Fixed.fromNumber(Number(qty)), time: 1_764_633_600_123, buyerIsMaker: maker }
+      expect(tradePayloadJson(trade, 1_764_633_600_456)).toBe(JSON.stringify(tradePayload(trade, 1_764_633_600_456)))
+    }
+  })
+
+  it("a burst of trades in one loop turn still arrives one trade per frame, in order, on raw and combined streams", () =>
+    withSim({ symbols: ["BTCUSDT"] }, async (sim) => {
+      const raw = await WsProbe.open(`${sim.wsBaseUrl}/ws/btcusdt@trade`)
+      const combined = await WsProbe.open(`${sim.wsBaseUrl}/stream?streams=btcusdt@trade`)
+      const n = 500
+      for (let i = 0; i < n; i++) sim.emitTrade("BTCUSDT", 60000 + i, 0.001)
+      for (let i = 0; i < n; i++) {
+        const [r, c] = await Promise.all([raw.next(), combined.next()])
+        expectTradeShape(r)
+        expect(r).toMatchObject({ t: i + 1, p: `${60000 + i}.00000000` })
+        expect(c).toEqual({ stream: "btcusdt@trade", data: r })
+      }
+      raw.close()
+      combined.close()
     }))
 
   it("random-walk ticks carry the same fields and the same seed replays the same prices", () =>
