@@ -4,7 +4,7 @@
  * x-www-form-urlencoded body, without the `signature` parameter itself; the signature is lowercase hex
  * HMAC-SHA256 keyed with the API secret, compared case-insensitively.
  */
-import { createHmac, timingSafeEqual } from "node:crypto"
+import { createHmac, createSecretKey, type KeyObject, timingSafeEqual } from "node:crypto"
 
 export const hmacSha256Hex = (payload: string, secret: string): string =>
   createHmac("sha256", secret).update(payload, "utf8").digest("hex")
@@ -27,6 +27,19 @@ export const signedQuery = (params: Record<string, string | number>, secret: str
   const query = encodeParams(params)
   const signature = hmacSha256Hex(query, secret)
   return query === "" ? `signature=${signature}` : `${query}&signature=${signature}`
+}
+
+/**
+ * `signedQuery` with the secret turned into a key object once (the order path signs every request with the same
+ * secret; a string key is converted on every `createHmac`).
+ */
+export const signer = (secret: string): (params: Record<string, string | number>) => string => {
+  const key: KeyObject = createSecretKey(Buffer.from(secret, "utf8"))
+  return (params) => {
+    const query = encodeParams(params)
+    const signature = createHmac("sha256", key).update(query, "utf8").digest("hex")
+    return query === "" ? `signature=${signature}` : `${query}&signature=${signature}`
+  }
 }
 
 /** True when `signature` (hex, any case) is the HMAC of `totalParams` under `secret`. Constant-time compare. */

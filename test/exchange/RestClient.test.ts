@@ -1,0 +1,97 @@
+/**
+ * The REST client's edges on real sockets: a request that gets no answer within EXCHANGE_HTTP_TIMEOUT fails as
+ * ExchangeUnavailable (outcome unknown, so the order manager looks the order up) and its socket is closed; an
+ * interrupted request is aborted on the wire; a refused connection is reported as never sent.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Deferred, Duration, Effect, Exit, Fiber, Redacted } from "effect"
+import { createServer, type IncomingMessage, type Server } from "node:http"
+import type { AddressInfo } from "node:net"
+import * as BinanceExchange from "../../layers/BinanceExchange.ts"
+import { Exchange } from "../../src/exchange/Exchange.ts"
+
+/** An HTTP server that reads every request and never answers; `closed` resolves when a request's socket closes. */
+const silentServer = Effect.acquireRelease(
+  Effect.gen(function*() {
+    const received = yield* Deferred.make<IncomingMessage>()
+    const closed = yield* Deferred.make<void>()
+    const server: Server = createServer((req) => {
+      req.resume()
+      req.socket.once("close", () => Deferred.doneUnsafe(closed, Exit.void))
+      Deferred.doneUnsafe(received, Exit.succeed(req))
+    })
+    yield* Effect.callback<void>((resume) => {
+      server.listen(0, "127.0.0.1", () => resume(Effect.void))
+    })
+    return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, received, closed }
+  }),
+  ({ server }) =>
+    Effect.callback<void>((resume) => {
+      server.closeAllConnections()
+      server.close(() => resume(Effect.void))
+    })
+)
+
+const exchangeAt = (restBaseUrl: string, httpTimeout: Duration.Duration) =>
+  BinanceExchange.make({
+    wsBaseUrl: "ws://127.0.0.1:1",
+    restBaseUrl,
+    apiKey: Redacted.make("key"),
+    apiSecret: Redacted.make("secret"),
+    recvWindowMs: 5000,
+    httpTimeout,
+    idleTimeout: Duration.seconds(30)
+  })
+
+const order = { symbol: "BTCUSDT", side: "BUY", type: "MARKET", quantity: "0.001", clientOrderId: "at-test-1", timestamp: Date.now(), recvWindowMs: 5000 } as const
+
+describe("REST client", () => {
+  it.live("no answer within the timeout: ExchangeUnavailable (not 'not sent'), the request's socket closed", () =>
+    Effect.gen(function*() {
+      const server = yield* silentServer
+      const exchange = yield* exchangeAt(server.url, Duration.millis(300))
+      const started = Date.now()
+      const exit = yield* exchange.placeOrder(order).pipe(Effect.exit)
+      const elapsed = Date.now() - started
+      assert.isTrue(Exit.isFailure(exit))
+      const error = Exit.isFailure(exit) ? exit.cause.reasons[0] : undefined
+      assert.strictEqual(error?._tag, "Fail")
+      const failure = error?._tag === "Fail" ? error.error : undefined
+      assert.strictEqual(failure?._tag, "ExchangeUnavailable")
+      if (failure?._tag === "ExchangeUnavailable") {
+        assert.match(failure.reason, /timeout, no response within/)
+        assert.notStrictEqual(failure.notSent, true, "the request was written: its outcome is unknown")
+      }
+      assert.isAtLeast(elapsed, 250)
+      const req = yield* Deferred.await(server.received)
+      assert.strictEqual(req.url, "/api/v3/order")
+      assert.strictEqual(req.headers["x-mbx-apikey"], "key")
+      yield* Deferred.await(server.closed)
+    }).pipe(Effect.scoped))
+
+  it.live("an interrupted request is aborted on the wire", () =>
+    Effect.gen(function*() {
+      const server = yield* silentServer
+      const exchange = yield* exchangeAt(server.url, Duration.hours(1))
+      const fiber = yield* exchange.placeOrder(order).pipe(Effect.forkChild)
+      yield* Deferred.await(server.received)
+      yield* Fiber.interrupt(fiber)
+      yield* Deferred.await(server.closed)
+    }).pipe(Effect.scoped))
+
+  it.live("a refused connection is reported as not sent", () =>
+    Effect.gen(function*() {
+      const server = yield* silentServer
+      const url = server.url
+      yield* Effect.callback<void>((resume) => {
+        server.server.close(() => resume(Effect.void))
+      })
+      const exchange = yield* exchangeAt(url, Duration.hours(1))
+      const failure = yield* exchange.placeOrder(order).pipe(Effect.flip)
+      assert.strictEqual(failure._tag, "ExchangeUnavailable")
+      if (failure._tag === "ExchangeUnavailable") {
+        assert.strictEqual(failure.notSent, true)
+        assert.match(failure.reason, /ECONNREFUSED/)
+      }
+    }).pipe(Effect.scoped))
+})
