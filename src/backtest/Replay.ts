@@ -140,8 +140,9 @@ export const makeVariantReplayer = (
   let openCount = 0
   let exposedSince = 0
   let exposureMs = 0
-  let firstTs: number | undefined
-  let lastTs: number | undefined
+  // first and last tick time in an object's fields (valid once `ticks` > 0): a double kept in a closure's `let` is
+  // a new heap number at every store, i.e. per tick
+  const seen = { firstTs: 0, lastTs: 0 }
   let orderId = 0
   let tickCtx: Tick | undefined
 
@@ -249,11 +250,11 @@ export const makeVariantReplayer = (
   const step = (tick: Tick): Candidate | undefined => {
     ticks++
     const ts = tick.ts
-    if (firstTs === undefined) {
-      firstTs = ts
+    if (ticks === 1) {
+      seen.firstTs = ts
       if (Number.isNaN(nextBoundary)) nextBoundary = ts + periodMs
     }
-    lastTs = ts
+    seen.lastTs = ts
     // equity at each period boundary passed (before this tick moves anything)
     while (ts >= nextBoundary) {
       points.push({ ts: nextBoundary, equity: balance + realized + openValue })
@@ -319,8 +320,8 @@ export const makeVariantReplayer = (
       realizedPnl: realized,
       maxDrawdown: dd.amount,
       fees,
-      firstTs,
-      lastTs
+      firstTs: ticks === 0 ? undefined : seen.firstTs,
+      lastTs: ticks === 0 ? undefined : seen.lastTs
     }
   }
 
@@ -332,7 +333,7 @@ export const makeVariantReplayer = (
     points,
     endingEquity: equity(),
     drawdown: dd.result(),
-    exposureMs: exposureMs + (openCount > 0 && lastTs !== undefined ? lastTs - exposedSince : 0),
+    exposureMs: exposureMs + (openCount > 0 && ticks > 0 ? seen.lastTs - exposedSince : 0),
     rejections,
     perSymbol,
     unfilled: pending.size,
