@@ -111,7 +111,7 @@ export const makeVariantReplayer = (
 ) => {
   const limits = variant.limits
   const signal = initialSignalState(variant.windows)
-  const risk = initialRiskState()
+  const risk = initialRiskState(0)
   const rulesOf = paper.rules ?? ((symbol: string) => noFilters(symbol))
   const latencyMs = Math.max(0, paper.latencyMs ?? 0)
   const balance = paper.startingBalance ?? DEFAULT_BALANCE

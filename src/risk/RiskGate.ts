@@ -41,6 +41,8 @@ export interface RiskState {
   readonly opens: Array<{ readonly id: string; readonly ts: number }>
   /** decisions already taken, by candidate id: a redelivered candidate gets the same answer */
   readonly decided: Map<string, Decision>
+  /** How many decisions `decided` keeps (10,000 live; 0 where nothing is ever redelivered, e.g. a replay). */
+  readonly decidedMemory: number
   /** signal ids whose order reached a final event (so a late-arriving approval does not make its symbol pending) */
   readonly finalized: Set<string>
   /** of those, the ones that never reached the exchange (an approval arriving after them takes no trade-cap slot) */
@@ -54,7 +56,7 @@ const DECIDED_MEMORY = 10_000
 const MINUTE = 60_000
 const HOUR = 3_600_000
 
-export const initialRiskState = (): RiskState => ({
+export const initialRiskState = (decidedMemory = DECIDED_MEMORY): RiskState => ({
   positions: new Map(),
   pending: new Map(),
   pendingById: new Map(),
@@ -62,6 +64,7 @@ export const initialRiskState = (): RiskState => ({
   lastFinal: new Map(),
   opens: [],
   decided: new Map(),
+  decidedMemory,
   finalized: new Set(),
   neverSent: new Set(),
   paused: false,
@@ -69,8 +72,9 @@ export const initialRiskState = (): RiskState => ({
 })
 
 const remember = (state: RiskState, d: Decision): void => {
+  if (state.decidedMemory === 0) return
   state.decided.set(d.id, d)
-  if (state.decided.size > DECIDED_MEMORY) {
+  if (state.decided.size > state.decidedMemory) {
     forgetOldest(state.decided)
   }
 }
@@ -169,7 +173,7 @@ const countSince = (opens: ReadonlyArray<{ readonly ts: number }>, since: number
 
 /** Decides one candidate at time `now` (ms, from Clock). Mutates `state` to record an approval. */
 export const decide = (state: RiskState, limits: RiskLimits, candidate: Candidate, now: number): Decision => {
-  const earlier = state.decided.get(candidate.id)
+  const earlier = state.decided.size === 0 ? undefined : state.decided.get(candidate.id)
   if (earlier !== undefined) return earlier
   const reject = (reason: RejectReason, detail: string): Rejected => {
     const r: Rejected = { _tag: "Rejected", id: candidate.id, candidate, reason, detail, ts: now, origin: candidate.origin }

@@ -93,6 +93,29 @@ describe("risk gate rules", () => {
     const first = decide(s, limits, c, 0)
     assert.deepStrictEqual(decide(s, limits, c, 5), first)
   })
+
+  it("without a decision memory (replay: every candidate is new) it decides as with one, and keeps nothing", () => {
+    const live = initialRiskState()
+    const replay = initialRiskState(0)
+    // opens, closes, caps and position rules, each candidate once, fills applied to both
+    let tradeId = 0
+    const seen = new Set<string>()
+    for (let i = 0; i < 400; i++) {
+      const side = i % 3 === 2 ? "SHORT" : "LONG"
+      const c = candidate(i % 2 === 0 ? "BTCUSDT" : "ETHUSDT", side, ++tradeId)
+      const now = i * 7_000
+      const a = decide(live, limits, c, now)
+      assert.deepStrictEqual(decide(replay, limits, c, now), a)
+      seen.add(a._tag === "Approved" ? a.action : a.reason)
+      if (a._tag === "Approved") {
+        applyOrder(live, filled(a, a.qty, 100))
+        applyOrder(replay, filled(a, a.qty, 100))
+      }
+    }
+    assert.deepStrictEqual([...seen].sort(), ["CLOSE", "NoPosition", "OPEN", "PositionOpen", "TradesPerHour", "TradesPerMinute"])
+    assert.isAbove(live.decided.size, 0)
+    assert.strictEqual(replay.decided.size, 0)
+  })
 })
 
 /** Runs the risk service on an in-memory bus; returns decisions as they are published. */
