@@ -13,7 +13,7 @@
  * Parquet file), so "every tick stored" is checked, not assumed.
  */
 import { type ChildProcess, spawn } from "node:child_process"
-import { createWriteStream, mkdtempSync, rmSync } from "node:fs"
+import { createWriteStream, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { Kafka, logLevel } from "kafkajs"
@@ -45,6 +45,70 @@ export interface PipelineRun {
   readonly backlog: number
   /** With the store: seconds after the end until it had committed every tick (undefined: not within the bound). */
   readonly storeDrainSec?: number
+  /** With `trace`: per hop of TRACE_HOPS, p50 and p99 ms over the measured orders (from the services' LATENCY_TRACE marks). */
+  readonly hops?: ReadonlyArray<{ readonly hop: string; readonly n: number; readonly p50: number; readonly p99: number }>
+}
+
+/**
+ * The points a tick passes on its way to an order over Kafka, in order (LATENCY_TRACE marks of the stages and of the
+ * bus: `publish` the stage hands the batch to the bus, `send` its produce request leaves, `fetched` the consumer
+ * stream has it, `created` the record's CreateTime (the producer's clock, ms), `acked` the producer has the answer),
+ * closed by the simulator's send and receive times.
+ */
+export const TRACE_HOPS: ReadonlyArray<readonly [from: string, to: string]> = [
+  ["sent", "frame"],
+  ["frame", "ingest"],
+  ["ingest", "publish:market.raw"],
+  ["publish:market.raw", "send:market.raw"],
+  ["send:market.raw", "fetched:market.raw"],
+  ["send:market.raw", "acked:market.raw"],
+  ["fetched:market.raw", "signal"],
+  ["signal", "publish:signals.candidate"],
+  ["publish:signals.candidate", "send:signals.candidate"],
+  ["send:signals.candidate", "fetched:signals.candidate"],
+  ["send:signals.candidate", "acked:signals.candidate"],
+  ["fetched:signals.candidate", "risk"],
+  ["risk", "publish:signals.approved"],
+  ["publish:signals.approved", "send:signals.approved"],
+  ["send:signals.approved", "fetched:signals.approved"],
+  ["send:signals.approved", "acked:signals.approved"],
+  ["fetched:signals.approved", "orders"],
+  ["orders", "submit"],
+  ["submit", "publish:orders.events"],
+  ["publish:orders.events", "send:orders.events"],
+  ["send:orders.events", "acked:orders.events"],
+  ["acked:orders.events", "post"],
+  ["post", "written"],
+  ["written", "received"]
+]
+
+/** Joins the services' trace files (`<file>.<pid>`: `[tickId, point, at]` lines) with the simulator's timeline. */
+const traceHops = (file: string, timeline: ReadonlyArray<readonly [number, number, number]>) => {
+  const dir = join(file, "..")
+  const base = file.slice(dir.length + 1)
+  const marks = new Map<number, Record<string, number>>()
+  for (const name of readdirSync(dir)) {
+    if (!name.startsWith(`${base}.`)) continue
+    for (const line of readFileSync(join(dir, name), "utf8").split("\n")) {
+      if (line === "") continue
+      const [tickId, point, at] = JSON.parse(line) as [string, string, number]
+      const tradeId = Number(tickId.slice(tickId.indexOf(":") + 1))
+      let m = marks.get(tradeId)
+      if (m === undefined) marks.set(tradeId, (m = {}))
+      m[point] ??= at
+    }
+  }
+  const per = TRACE_HOPS.map(() => [] as Array<number>)
+  for (const [tradeId, sent, received] of timeline) {
+    const at: Record<string, number> = { ...marks.get(tradeId), sent, received }
+    TRACE_HOPS.forEach(([from, to], i) => {
+      if (at[from] !== undefined && at[to] !== undefined) per[i].push(at[to] - at[from])
+    })
+  }
+  return TRACE_HOPS.map(([from, to], i) => {
+    const l = sorted(per[i])
+    return { hop: `${from} → ${to}`, n: l.length, p50: pct(l, 50), p99: pct(l, 99) }
+  })
 }
 
 /** What each group reads; the harness measures their lag. */
@@ -153,7 +217,7 @@ export const kafkaPipelineRun = async (
   rate: number,
   seconds: number,
   warmup: number,
-  options: { readonly store?: boolean; readonly entry?: string; readonly client?: KafkaClient } = {}
+  options: { readonly store?: boolean; readonly entry?: string; readonly client?: KafkaClient; readonly trace?: boolean } = {}
 ): Promise<PipelineRun> => {
   const sim = forkChild("sim.ts", [String(rate), String(warmup), String(seconds)])
   const services: Array<Service> = []
@@ -162,7 +226,8 @@ export const kafkaPipelineRun = async (
   if (logDir !== undefined) console.error(`[kafka pipeline] ${rate}/s, topic prefix ${prefix}`)
   try {
     const { ws, rest } = await nextMessage<{ type: "ready"; ws: string; rest: string }>(sim, "ready")
-    const env = { ...openLimits, EXCHANGE_WS_URL: ws, EXCHANGE_REST_URL: rest, BUS: "kafka", KAFKA_CLIENT: options.client ?? "kafkajs", KAFKA_TOPIC_PREFIX: prefix, DATA_DIR: dataDir, STORE_ENABLED: options.store === true ? "true" : "false" }
+    const traceFile = options.trace === true ? join(dataDir, "trace") : undefined
+    const env = { ...openLimits, ...(traceFile === undefined ? {} : { LATENCY_TRACE: traceFile }), EXCHANGE_WS_URL: ws, EXCHANGE_REST_URL: rest, BUS: "kafka", KAFKA_CLIENT: options.client ?? "kafkajs", KAFKA_TOPIC_PREFIX: prefix, DATA_DIR: dataDir, STORE_ENABLED: options.store === true ? "true" : "false" }
     const stages = ["orders", "risk", "signals", ...(options.store === true ? ["store"] : []), "ingest"]
     for (const stage of stages) services.push(startService(stage, env, options.entry ?? cli))
     // consumers first: every consuming service ready (groups joined, partitions assigned), ingest healthy and connected
@@ -171,7 +236,9 @@ export const kafkaPipelineRun = async (
       until200(services.find((s) => s.stage === "ingest")!, "/health"),
       nextMessage(sim, "connected", 90_000)
     ])
-    const result = nextMessage<{ type: "result"; latencies: Array<number>; trades: number; sent: number; orders: number; measuredSec: number }>(
+    const result = nextMessage<
+      { type: "result"; latencies: Array<number>; timeline: Array<[number, number, number]>; trades: number; sent: number; orders: number; measuredSec: number }
+    >(
       sim,
       "result",
       (warmup + seconds + 60) * 1000
@@ -224,7 +291,8 @@ export const kafkaPipelineRun = async (
       ingestBacklog,
       lag,
       backlog: ingestBacklog + (lag.signals ?? 0),
-      ...(storeDrainSec === undefined ? {} : { storeDrainSec })
+      ...(storeDrainSec === undefined ? {} : { storeDrainSec }),
+      ...(traceFile === undefined ? {} : { hops: (await sleep(400), traceHops(traceFile, r.timeline)) })
     }
   } finally {
     await Promise.all(services.map((s) => stop(s.child)))

@@ -10,14 +10,31 @@
 import { appendFileSync } from "node:fs"
 
 let file: string | undefined
+/**
+ * Per process (`autotrader service`, one stage per process): every mark is appended as `[tickId, point, at]`, in one
+ * write every 200 ms, to `<file>.<pid>`; the reader joins the processes' lines by tick id. In one process (`run`)
+ * only the marks of ticks that became an order are written, when the request is (below).
+ */
+let perProcess: { readonly path: string; lines: Array<string> } | undefined
 /** tick id → point → time; bounded (oldest dropped): most ticks never become an order. */
 const marks = new Map<string, Record<string, number>>()
 /** client order id → tick id, for the request written by the exchange layer. */
 const links = new Map<string, string>()
 const MAX_TRACKED = 20_000
 
-export const enableLatencyTrace = (path: string): void => {
+export const enableLatencyTrace = (path: string, options: { readonly perProcess?: boolean } = {}): void => {
   file = path
+  if (options.perProcess !== true || perProcess !== undefined) return
+  const out = { path: `${path}.${process.pid}`, lines: [] as Array<string> }
+  perProcess = out
+  const flush = () => {
+    if (out.lines.length === 0) return
+    const text = out.lines.join("")
+    out.lines = []
+    appendFileSync(out.path, text)
+  }
+  setInterval(flush, 200).unref()
+  process.once("exit", flush)
 }
 
 export const latencyTraceOn = (): boolean => file !== undefined
@@ -34,6 +51,10 @@ const bound = <V>(map: Map<string, V>): void => {
 /** Marks `point` for the tick `tickId` (now, or at `at`). */
 export const traceMark = (tickId: string, point: string, at?: number): void => {
   if (file === undefined) return
+  if (perProcess !== undefined) {
+    perProcess.lines.push(`${JSON.stringify([tickId, point, at ?? traceNow()])}\n`)
+    return
+  }
   let m = marks.get(tickId)
   if (m === undefined) {
     m = {}
@@ -57,9 +78,21 @@ export const traceWritten = (clientOrderId: string): void => {
   const tickId = links.get(clientOrderId)
   if (tickId === undefined) return
   links.delete(clientOrderId)
+  if (perProcess !== undefined) return traceMark(tickId, "written")
   const m = marks.get(tickId)
   if (m === undefined) return
   m.written = traceNow()
   marks.delete(tickId)
   appendFileSync(file, `${JSON.stringify({ tickId, marks: m })}\n`)
 }
+
+/** The tick a bus message descends from (a Tick itself, or anything carrying its `origin`), for the bus's own marks. */
+export const traceTickOf = (value: unknown): string | undefined => {
+  if (typeof value !== "object" || value === null) return undefined
+  const v = value as { readonly origin?: { readonly tickId?: unknown }; readonly symbol?: unknown; readonly tradeId?: unknown }
+  if (typeof v.origin?.tickId === "string") return v.origin.tickId
+  return typeof v.symbol === "string" && typeof v.tradeId === "number" ? `${v.symbol}:${v.tradeId}` : undefined
+}
+
+/** The topic's own name without a deployment prefix (`bench.1.x.market.raw` → `market.raw`), for mark names. */
+export const traceTopic = (name: string, known: ReadonlyArray<string>): string => known.find((k) => name.endsWith(k)) ?? name

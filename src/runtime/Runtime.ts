@@ -188,7 +188,8 @@ export const launch = (config: RuntimeConfig, forDuration: Option.Option<Duratio
   Effect.gen(function*() {
     // LATENCY_TRACE=<file>: per-hop times of every tick that becomes an order (bench/tickToOrder.ts reads them)
     const trace = yield* Config.option(Config.String("LATENCY_TRACE"))
-    if (Option.isSome(trace) && trace.value !== "") enableLatencyTrace(trace.value)
+    // (a service writes every mark of its own, the reader joins the processes' files by tick id)
+    if (Option.isSome(trace) && trace.value !== "") enableLatencyTrace(trace.value, { perProcess: config.context.mode === "service" })
     return yield* Option.isSome(forDuration)
       ? Effect.scoped(Layer.build(runtimeLayer(config)).pipe(Effect.andThen(Effect.sleep(forDuration.value))))
       : Layer.launch(runtimeLayer(config))
