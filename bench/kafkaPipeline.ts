@@ -46,7 +46,7 @@ export interface PipelineRun {
   /** With the store: seconds after the end until it had committed every tick (undefined: not within the bound). */
   readonly storeDrainSec?: number
   /** With `trace`: per hop of TRACE_HOPS, p50 and p99 ms over the measured orders (from the services' LATENCY_TRACE marks). */
-  readonly hops?: ReadonlyArray<{ readonly hop: string; readonly n: number; readonly p50: number; readonly p99: number }>
+  readonly hops?: ReadonlyArray<{ readonly hop: string; readonly n: number; readonly mean: number; readonly p50: number; readonly p99: number }>
 }
 
 /**
@@ -107,7 +107,8 @@ const traceHops = (file: string, timeline: ReadonlyArray<readonly [number, numbe
   }
   return TRACE_HOPS.map(([from, to], i) => {
     const l = sorted(per[i])
-    return { hop: `${from} → ${to}`, n: l.length, p50: pct(l, 50), p99: pct(l, 99) }
+    // means add up along the path (medians do not): the share of each hop in the mean tick → order time
+    return { hop: `${from} → ${to}`, n: l.length, mean: l.reduce((a, b) => a + b, 0) / Math.max(1, l.length), p50: pct(l, 50), p99: pct(l, 99) }
   })
 }
 

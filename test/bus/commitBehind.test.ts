@@ -1,0 +1,69 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Deferred, Effect, Exit } from "effect"
+import { type Delivery, makeCommitBehind } from "../../src/bus/Bus.ts"
+import { BusError } from "../../src/domain/Errors.ts"
+
+/** Deliveries whose commits are recorded and answered only when the test says so. */
+const harness = Effect.gen(function*() {
+  const commits: Array<{ partition: number; offset: number; answer: Deferred.Deferred<void, BusError> }> = []
+  const delivery = (partition: number, offset: number): Delivery<unknown> => ({
+    topic: "t",
+    key: "k",
+    value: offset,
+    partition,
+    offset,
+    assignment: 1,
+    assigned: Effect.succeed(true),
+    commit: Effect.suspend(() => {
+      const answer = Deferred.makeUnsafe<void, BusError>()
+      commits.push({ partition, offset, answer })
+      return Deferred.await(answer)
+    })
+  })
+  /** Lets the forked commit fiber run up to its commit. */
+  const settle = Effect.repeat(Effect.yieldNow, { times: 20 })
+  return { commits, delivery, settle }
+})
+
+describe("makeCommitBehind", () => {
+  it.effect("a batch never waits for an earlier commit; what is handled meanwhile is committed as its newest delivery per partition", () =>
+    Effect.gen(function*() {
+      const { commits, delivery, settle } = yield* harness
+      const committer = makeCommitBehind()
+      yield* committer.commit([delivery(0, 1)])
+      yield* settle
+      assert.deepStrictEqual(commits.map((c) => [c.partition, c.offset]), [[0, 1]])
+      // the first commit is unanswered: the next batches are taken at once (they used to wait for it)
+      yield* committer.commit([delivery(0, 2), delivery(1, 7)])
+      yield* committer.commit([delivery(0, 3)])
+      yield* settle
+      assert.strictEqual(commits.length, 1, "one commit in flight at a time")
+      Deferred.doneUnsafe(commits[0].answer, Exit.void)
+      yield* settle
+      assert.deepStrictEqual(commits.slice(1).map((c) => [c.partition, c.offset]).sort(), [[0, 3], [1, 7]])
+      const flushed = yield* Effect.forkChild(committer.flush)
+      yield* settle
+      assert.isUndefined(flushed.pollUnsafe(), "flush waits for the commits in flight")
+      for (const c of commits.slice(1)) Deferred.doneUnsafe(c.answer, Exit.void)
+      yield* settle
+      assert.isTrue(flushed.pollUnsafe() !== undefined && Exit.isSuccess(flushed.pollUnsafe()!))
+      // nothing pending, nothing in flight: a new batch starts a new commit
+      yield* committer.commit([delivery(2, 9)])
+      yield* settle
+      assert.deepStrictEqual(commits.slice(3).map((c) => [c.partition, c.offset]), [[2, 9]])
+    }))
+
+  it.effect("a failed commit fails the next commit and the flush", () =>
+    Effect.gen(function*() {
+      const { commits, delivery, settle } = yield* harness
+      const committer = makeCommitBehind()
+      yield* committer.commit([delivery(0, 1)])
+      yield* settle
+      Deferred.doneUnsafe(commits[0].answer, Exit.fail(new BusError({ operation: "commit", topic: "t", message: "refused" })))
+      yield* settle
+      const next = yield* Effect.exit(committer.commit([delivery(0, 2)]))
+      assert.isTrue(Exit.isFailure(next))
+      assert.isTrue(Exit.isFailure(yield* Effect.exit(committer.flush)))
+      assert.strictEqual(commits.length, 1, "nothing after a failed commit is committed")
+    }))
+})
