@@ -115,6 +115,8 @@ interface OrderRecord {
   reachedExchange: boolean
   /** The ownership of the symbol under which this instance drives the order (set by each drive). */
   owner: Ownership
+  /** The quantity as sent, when this instance prepared the order (else rounded again from `qty`). */
+  readonly quantityText?: string
 }
 
 const FINAL: ReadonlySet<Status> = new Set(["filled", "rejected", "failed"])
@@ -218,6 +220,9 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
         Schedule.jittered,
         Schedule.upTo({ times: Math.max(0, times) })
       )
+    // built once (a schedule is a description; each retry runs its own)
+    const placeSchedule = backoff(options.maxAttempts - 1)
+    const lookupSchedule = backoff(options.maxLookups - 1)
 
     const observe = (e: OrderEvent): void => {
       let r = records.get(e.signalId)
@@ -352,7 +357,7 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
       symbol: r.symbol,
       side: r.side,
       type: "MARKET",
-      quantity: roundDownToStep(r.qty, rules.get(r.symbol)?.stepSize ?? 0),
+      quantity: r.quantityText ?? roundDownToStep(r.qty, rules.get(r.symbol)?.stepSize ?? 0),
       clientOrderId: r.clientOrderId,
       timestamp: signedAt,
       recvWindowMs: options.recvWindowMs
@@ -432,7 +437,7 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
       Effect.gen(function*() {
         const resyncs = yield* Ref.make(0)
         return yield* placeOnce(r, resyncs).pipe(
-          Effect.retry({ schedule: backoff(options.maxAttempts - 1), while: (e) => e._tag === "PlaceRetry" }),
+          Effect.retry({ schedule: placeSchedule, while: (e) => e._tag === "PlaceRetry" }),
           Effect.catchTag("PlaceRetry", (e) =>
             Effect.gen(function*() {
               yield* giveUpFailed(r, e.code, `${e.reason}; not placed after ${options.maxAttempts} attempts`)
@@ -477,7 +482,7 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
     const lookupRound = (r: OrderRecord): Effect.Effect<LookupResult, Fail> =>
       Effect.sleep(options.lookupBackoff).pipe(
         Effect.andThen(lookupOnce(r)),
-        Effect.retry({ schedule: backoff(options.maxLookups - 1), while: (e) => e._tag === "LookupRetry" }),
+        Effect.retry({ schedule: lookupSchedule, while: (e) => e._tag === "LookupRetry" }),
         Effect.catchTag("LookupRetry", (e) =>
           Effect.succeed<LookupResult>({ _tag: "Unknown", reason: `${e.reason} (after ${options.maxLookups} lookups)` }))
       )
@@ -515,7 +520,7 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
               res._tag === "Found" && RESTING.has(res.order.status) ? Effect.fail(new LookupRetry({ reason: `still ${res.order.status}` })) : Effect.succeed(res)
             ),
             Effect.delay(options.lookupBackoff),
-            Effect.retry({ schedule: backoff(options.maxLookups - 1), while: (e) => e._tag === "LookupRetry" }),
+            Effect.retry({ schedule: lookupSchedule, while: (e) => e._tag === "LookupRetry" }),
             Effect.catchTag("LookupRetry", (e) => Effect.succeed<LookupResult>({ _tag: "Unknown", reason: `${e.reason} after ${options.maxLookups} polls` }))
           )
           if (polled._tag !== "Found") return yield* giveUpUncertain(r, polled._tag === "Unknown" ? polled.reason : "resting order disappeared")
@@ -661,7 +666,8 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
         )
       }).pipe(Effect.annotateLogs({ clientOrderId: r.clientOrderId }))
 
-    const handle = Effect.fn("OrderManager.handle")(function*(approved: Approved, owner: Ownership = soleOwner) {
+    // untraced: a span per approval sat between the tick and its order on the wire (the order's events trace it)
+    const handle = Effect.fnUntraced(function*(approved: Approved, owner: Ownership = soleOwner) {
       traceMark(approved.origin.tickId, "lane")
       const existing = records.get(approved.id)
       if (existing !== undefined) {
@@ -708,7 +714,7 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
       if (prepared._tag === "Refused") {
         return yield* emit({ _tag: "OrderRejected", ...eventBase(r, ts), code: -1013, reason: `not sent: ${prepared.reason}`, reachedExchange: false })
       }
-      const record: OrderRecord = { ...r, qty: prepared.quantity }
+      const record: OrderRecord = { ...r, qty: prepared.quantity, quantityText: prepared.request.quantity }
       records.set(record.signalId, record)
       return yield* drive(record, "place", owner)
     }, (effect, approved) =>
