@@ -178,6 +178,22 @@ const MAX_TIMER_MS = 2 ** 31 - 1
  * Returns the abort of the request (an interrupted caller's: nothing is reported after it).
  */
 const agents = { http: new HttpAgent({ keepAlive: true, maxSockets: 8 }), https: new HttpsAgent({ keepAlive: true, maxSockets: 8 }) }
+
+/**
+ * Kept-alive connections to `baseUrl`'s origin idle in the pool (diagnostics, tests): a request taking a pooled
+ * connection the exchange has closed but whose close the client has not read yet fails as "socket hang up", an
+ * unknown outcome, where a fresh connection to a closed port is refused (known not sent).
+ */
+export const idleConnections = (baseUrl: string): number => {
+  const url = new URL(baseUrl)
+  const secure = url.protocol === "https:"
+  const prefix = `${url.hostname.replace(/^\[(.*)\]$/, "$1")}:${url.port || (secure ? "443" : "80")}:`
+  let n = 0
+  for (const [name, sockets] of Object.entries((secure ? agents.https : agents.http).freeSockets)) {
+    if (name.startsWith(prefix)) n += sockets?.length ?? 0
+  }
+  return n
+}
 const httpRequest = (
   origin: { readonly secure: boolean; readonly hostname: string; readonly port: string },
   path: string,

@@ -20,7 +20,7 @@
  * (`Ownership`), and a retry or resend first catches up with `orders.events`, so a revoked owner never sends a client
  * order id again beside the new owner.
  */
-import { Cause, Deferred, Duration, Effect, Queue, Schedule, Stream } from "effect"
+import { Cause, Deferred, Duration, Effect, Schedule, Stream } from "effect"
 import { Bus, type Delivery, follow, replayThenLive } from "../bus/Bus.ts"
 import { partitionOf } from "../bus/Partitioner.ts"
 import type { BusError } from "../domain/Errors.ts"
@@ -98,19 +98,45 @@ export const runOrders = (options: OrderManagerOptions) =>
 
       // a lane's failure ends the stage (the supervisor restarts it and it rebuilds from orders.events)
       const failed = yield* Deferred.make<never, BusError>()
-      const lanes = new Map<string, Queue.Queue<Effect.Effect<void, BusError>>>()
-      const laneFor = (symbol: string) =>
-        Effect.gen(function*() {
-          const existing = lanes.get(symbol)
-          if (existing !== undefined) return existing
-          const queue = yield* Queue.unbounded<Effect.Effect<void, BusError>>()
-          lanes.set(symbol, queue)
-          yield* Effect.forever(Effect.flatMap(Queue.take(queue), (job) => job)).pipe(
+      const scope = yield* Effect.scope
+      /**
+       * A symbol's lane: its jobs run one after the other in one fiber, started when a job arrives at an idle lane and
+       * ending when the lane is empty again. Started immediately: the job runs on the caller's turn up to its first
+       * wait (the order request on the wire), where a queue hand-off to a standing fiber cost a scheduler dispatch per
+       * approval ("orders → lane" in the trace). The caller goes on at that first wait, so a symbol's slow order never
+       * holds another symbol's approvals.
+       */
+      interface Lane {
+        readonly symbol: string
+        readonly pending: Array<Effect.Effect<void, BusError>>
+        running: boolean
+      }
+      const lanes = new Map<string, Lane>()
+      const drain = (lane: Lane, job: Effect.Effect<void, BusError>): Effect.Effect<void, BusError> =>
+        Effect.andThen(job, Effect.suspend(() => {
+          const next = lane.pending.shift()
+          if (next !== undefined) return drain(lane, next)
+          lane.running = false
+          return Effect.void
+        }))
+      const enqueue = (symbol: string, job: Effect.Effect<void, BusError>): Effect.Effect<void> =>
+        Effect.suspend(() => {
+          let lane = lanes.get(symbol)
+          if (lane === undefined) {
+            lane = { symbol, pending: [], running: false }
+            lanes.set(symbol, lane)
+          }
+          if (lane.running) {
+            lane.pending.push(job)
+            return Effect.void
+          }
+          lane.running = true
+          return drain(lane, job).pipe(
             Effect.annotateLogs({ lane: symbol }),
             Effect.catchCause((cause) => Cause.hasInterruptsOnly(cause) ? Effect.void : Deferred.failCause(failed, cause)),
-            Effect.forkScoped
+            Effect.forkIn(scope, { startImmediately: true }),
+            Effect.asVoid
           )
-          return queue
         })
 
       /** The fence of a drive started for `d`: its partition's assignment still current; catch-up with orders.events. */
@@ -130,8 +156,7 @@ export const runOrders = (options: OrderManagerOptions) =>
           ownedUnder.set(symbol, d.assignment)
           const open = (yield* manager.inFlightOrders).filter((o) => o.symbol === symbol)
           if (open.length > 0) yield* Effect.logWarning("reconciling orders left in flight", { symbol, count: open.length })
-          const lane = yield* laneFor(symbol)
-          for (const o of open) yield* Queue.offer(lane, o.reconcile(ownership(d)))
+          for (const o of open) yield* enqueue(symbol, o.reconcile(ownership(d)))
         })
 
       /**
@@ -155,7 +180,7 @@ export const runOrders = (options: OrderManagerOptions) =>
             yield* Effect.logWarning("partition assigned: reconciling orders left in flight", { partition, count: open.length })
             for (const o of open) {
               ownedUnder.set(o.symbol, assignment)
-              yield* Queue.offer(yield* laneFor(o.symbol), o.reconcile(owner))
+              yield* enqueue(o.symbol, o.reconcile(owner))
             }
           })
         yield* Effect.gen(function*() {
@@ -190,7 +215,7 @@ export const runOrders = (options: OrderManagerOptions) =>
               const committable = tracker.done(d)
               if (committable !== undefined) yield* committable.commit
             })
-            yield* Queue.offer(yield* laneFor(d.value.candidate.symbol), job)
+            yield* enqueue(d.value.candidate.symbol, job)
           })
         )
       )

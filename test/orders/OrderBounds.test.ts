@@ -7,6 +7,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Clock, Duration, Effect, Fiber, Layer, Stream } from "effect"
 import { TestClock } from "effect/testing"
+import * as BinanceExchange from "../../layers/BinanceExchange.ts"
 import * as InMemoryBus from "../../layers/InMemoryBus.ts"
 import { Bus } from "../../src/bus/Bus.ts"
 import type { Alert, Approved, Control, OrderEvent } from "../../src/domain/Messages.ts"
@@ -251,6 +252,9 @@ describe("order path: every loop is bounded; a stuck symbol never holds another"
         yield* h.approve(approval(BTC, 1))
         yield* waitFor(sim, () => h.of("OrderFilled").length === 1, "first fill")
         yield* Effect.promise(() => sim.close())
+        // the pooled connection of the first order must be seen closed: reused, it would fail as "socket hang up"
+        // (an unknown outcome, reconciled), not be refused
+        yield* eventually(() => BinanceExchange.idleConnections(sim.restBaseUrl) === 0, "the client saw its kept-alive connection closed")
         const refused = approval(BTC, 2, "SELL", 0.0999)
         yield* h.approve(refused)
         yield* driveUntil(sim, () => h.of("OrderFailed", refused.id).length === 1, "failed", 60_000)
