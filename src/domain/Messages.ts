@@ -30,6 +30,35 @@ export const Tick = Schema.Struct({
 })
 export type Tick = typeof Tick.Type
 
+const SYMBOL = /^[A-Z0-9]{2,20}$/
+const finite = (n: unknown): n is number => typeof n === "number" && Number.isFinite(n)
+
+/** The checks of `Tick`, by hand: the fields, or undefined when any one is not what the schema requires. */
+const tickOf = (v: unknown): Tick | undefined => {
+  if (typeof v !== "object" || v === null) return undefined
+  const { symbol, price, size, side, tradeId, ts, receivedAt } = v as Record<string, unknown>
+  if (typeof symbol !== "string" || !SYMBOL.test(symbol)) return undefined
+  if (!finite(price) || !(price > 0) || !finite(size) || !(size >= 0) || (side !== "BUY" && side !== "SELL")) return undefined
+  if (typeof tradeId !== "number" || !Number.isSafeInteger(tradeId) || !(tradeId >= 0) || !finite(ts) || !finite(receivedAt)) return undefined
+  return { symbol, price, size, side, tradeId, ts, receivedAt }
+}
+
+/**
+ * market.raw's JSON without the Schema interpreter (every tick is encoded once by ingest and decoded by each
+ * consumer: through the schema that was ~5 µs of a tick's ~40 µs of client CPU in each). Same text as
+ * `JSON.stringify(Schema.encodeSync(Tick)(t))` (fields in the schema's order, numbers as JSON writes them; a valid
+ * symbol needs no escaping) and the same value as the schema's decode; anything the checks refuse goes to the schema.
+ */
+export const tickJson = {
+  encode: (t: Tick): string | undefined => {
+    const v = tickOf(t)
+    return v === undefined
+      ? undefined
+      : `{"symbol":"${v.symbol}","price":${v.price},"size":${v.size},"side":"${v.side}","tradeId":${v.tradeId},"ts":${v.ts},"receivedAt":${v.receivedAt}}`
+  },
+  decode: tickOf
+}
+
 export const tickId = (tick: Pick<Tick, "symbol" | "tradeId">): string => `${tick.symbol}:${tick.tradeId}`
 export const originOf = (tick: Tick): Origin => ({ tickId: tickId(tick), receivedAt: tick.receivedAt })
 

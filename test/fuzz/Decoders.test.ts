@@ -7,7 +7,7 @@ import { Effect, Exit, Fiber, References, Schema, Stream } from "effect"
 import fc from "fast-check"
 import { makeInMemoryBus } from "../../layers/InMemoryBus.ts"
 import { topicCodec } from "../../src/bus/Bus.ts"
-import { DEAD_LETTER_RAW_MAX, Tick } from "../../src/domain/Messages.ts"
+import { DEAD_LETTER_RAW_MAX, Tick, tickJson } from "../../src/domain/Messages.ts"
 import { AllTopics, DeadLetters, MarketRaw } from "../../src/domain/Topics.ts"
 import {
   ApiErrorBody,
@@ -183,6 +183,47 @@ describe("fuzzing the decoders (10,000 inputs each)", () => {
       }),
       { numRuns: RUNS }
     )
+  })
+
+  it("market.raw's hand-written JSON paths accept only what the Tick schema accepts, and give its text and value", () => {
+    const encodeBySchema = Schema.encodeUnknownExit(Tick)
+    const decodeBySchema = Schema.decodeUnknownExit(Tick)
+    const valid = fc.record({
+      symbol: fc.constantFrom("BTCUSDT", "ETHUSDT", "1000SATSUSDT"),
+      price: fc.double({ min: Number.MIN_VALUE, max: 1e12, noNaN: true }),
+      size: fc.oneof(fc.constant(0), fc.constant(-0), fc.double({ min: 0, max: 1e9, noNaN: true })),
+      side: fc.constantFrom("BUY", "SELL"),
+      tradeId: fc.oneof(fc.nat(), fc.maxSafeNat()),
+      ts: fc.integer({ min: 0, max: 2 ** 45 }),
+      receivedAt: fc.oneof(fc.integer({ min: 0, max: 2 ** 45 }), fc.double({ noNaN: true, noDefaultInfinity: true }))
+    })
+    // a valid tick with any one field replaced by anything, or an extra field, or not an object at all
+    const field = fc.constantFrom("symbol", "price", "size", "side", "tradeId", "ts", "receivedAt", "extra")
+    const candidates = fc.oneof(
+      valid,
+      fc.tuple(valid, field, fc.oneof(anything, fc.string(), fc.double(), fc.integer())).map(([t, k, v]) => ({ ...t, [k]: v })),
+      anything
+    )
+    let fastEncoded = 0
+    fc.assert(
+      fc.property(candidates, (t) => {
+        const text = tickJson.encode(t as Tick)
+        const schema = encodeBySchema(t)
+        if (text !== undefined) {
+          fastEncoded++
+          if (!Exit.isSuccess(schema) || text !== JSON.stringify(schema.value)) return false
+        }
+        const parsed = JSON.parse(JSON.stringify(t) ?? "null")
+        const fast = tickJson.decode(parsed)
+        if (fast === undefined) return true
+        const bySchema = decodeBySchema(parsed)
+        return Exit.isSuccess(bySchema) && JSON.stringify(fast) === JSON.stringify(bySchema.value) && Object.is(fast.size, bySchema.value.size)
+      }),
+      { numRuns: RUNS }
+    )
+    // every valid tick takes the fast paths (else they would be correct but useless)
+    fc.assert(fc.property(valid, (t) => tickJson.encode(t as Tick) !== undefined && tickJson.decode(JSON.parse(JSON.stringify(t))) !== undefined))
+    expect(fastEncoded).toBeGreaterThan(RUNS / 10)
   })
 
   it("bus messages of every topic: decoded (and re-encodable to the same value) or refused, never a throw", () => {
