@@ -371,3 +371,16 @@ ${sustained.join("\n")}
 **Why the Kafka targets (p99 ≤ 15 ms, ≥ 50k ticks/s) are missed, from the profiles** (\`node --cpu-prof\` on each service, BENCH_PROF_DIR; figures of the kafkajs bus measured 2026-12-01 at load average 15–20 on the 2 shared cores, CPU time, not wall). Latency: a tick crosses four produce round trips (ingest → market.raw, signals → candidate, risk → approved, the order manager's OrderSubmitted write-ahead before its POST) and three consumer hops, so p99 ≤ 15 ms needs a produce → consume p99 of about 4 ms; the bare kafkajs round trip alone had a p99 of 27–160 ms in today's runs (table above), and at load 15–20 every service process gets ~5–15 % of a core, which is where the seconds of p50 at 1k/s come from (read from the records' CreateTime against the messages' own times: early in this work a tick waited 0.5–3.5 s between ingest's receive and market.raw, and signals' candidates came 3.5 s after their tick's record). Throughput: per message, kafkajs' produce path costs ~8 µs of CPU at 1,000 messages per request (11 at 2,000: it groups messages by partition by copying the array per message, quadratic in the request; now capped at 1,000) and our consume path ~13–14 µs including decode and commit (was 20–29 µs: an Effect and a promise per message, now one offer and one pass per fetched batch); a tick is produced once and consumed twice (signals, store) after a Binance frame decode in ingest, plus the broker's own work, so a tick costs ≈ 8 + 2 × 14 µs of client CPU plus its frame decode before the broker's share: even if both cores did nothing else that is a ceiling near 50k/s, and here they also run the broker, the simulator and three more services. Reaching 50k/s would need fewer processes per tick (signals and store in one consumer of market.raw, or ingest → signals in one process) or a client with a cheaper produce path (see the platformatic rows), and a machine that is not shared.
 `
 }
+
+/**
+ * Only the sustained-rate runs, at chosen rates, one JSON line each (the full table comes from `bench/run.ts`):
+ *   node bench/kafkaPipeline.ts <kafkajs|platformatic> <rate> [<rate> …]
+ */
+if (import.meta.main) {
+  const [client, ...rates] = process.argv.slice(2)
+  if (client !== "kafkajs" && client !== "platformatic") throw new Error("usage: node bench/kafkaPipeline.ts <kafkajs|platformatic> <rate>…")
+  for (const rate of rates.map(Number)) {
+    const r = await kafkaPipelineRun(rate, 6, 3, { store: true, client })
+    console.log(JSON.stringify({ client, rate, kept: keptUp(rate, r), ...r, latencies: undefined }))
+  }
+}
