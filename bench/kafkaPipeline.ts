@@ -47,6 +47,8 @@ export interface PipelineRun {
   readonly storeDrainSec?: number
   /** With `trace`: per hop of TRACE_HOPS, p50 and p99 ms over the measured orders (from the services' LATENCY_TRACE marks). */
   readonly hops?: ReadonlyArray<{ readonly hop: string; readonly n: number; readonly mean: number; readonly p50: number; readonly p99: number }>
+  /** With `trace`: per service, its event loop's delay (median of the 200 ms windows' p99, and the largest), ms. */
+  readonly loopDelay?: Record<string, { readonly p99: number; readonly max: number }>
 }
 
 /**
@@ -62,17 +64,20 @@ export const TRACE_HOPS: ReadonlyArray<readonly [from: string, to: string]> = [
   ["publish:market.raw", "send:market.raw"],
   ["send:market.raw", "fetched:market.raw"],
   ["send:market.raw", "acked:market.raw"],
-  ["fetched:market.raw", "signal"],
+  ["fetched:market.raw", "pulled:market.raw"],
+  ["pulled:market.raw", "signal"],
   ["signal", "publish:signals.candidate"],
   ["publish:signals.candidate", "send:signals.candidate"],
   ["send:signals.candidate", "fetched:signals.candidate"],
   ["send:signals.candidate", "acked:signals.candidate"],
-  ["fetched:signals.candidate", "risk"],
+  ["fetched:signals.candidate", "pulled:signals.candidate"],
+  ["pulled:signals.candidate", "risk"],
   ["risk", "publish:signals.approved"],
   ["publish:signals.approved", "send:signals.approved"],
   ["send:signals.approved", "fetched:signals.approved"],
   ["send:signals.approved", "acked:signals.approved"],
-  ["fetched:signals.approved", "orders"],
+  ["fetched:signals.approved", "pulled:signals.approved"],
+  ["pulled:signals.approved", "orders"],
   ["orders", "submit"],
   ["submit", "publish:orders.events"],
   ["publish:orders.events", "send:orders.events"],
@@ -83,7 +88,9 @@ export const TRACE_HOPS: ReadonlyArray<readonly [from: string, to: string]> = [
 ]
 
 /** Joins the services' trace files (`<file>.<pid>`: `[tickId, point, at]` lines) with the simulator's timeline. */
-const traceHops = (file: string, timeline: ReadonlyArray<readonly [number, number, number]>) => {
+const traceHops = (file: string, timeline: ReadonlyArray<readonly [number, number, number]>, stageOf: ReadonlyMap<number, string>) => {
+  /** per service: its event loop's delay, median over 200 ms windows of the window's p99, and the largest max */
+  const loops = new Map<string, { p99s: Array<number>; max: number }>()
   const dir = join(file, "..")
   const base = file.slice(dir.length + 1)
   const marks = new Map<number, Record<string, number>>()
@@ -92,6 +99,15 @@ const traceHops = (file: string, timeline: ReadonlyArray<readonly [number, numbe
     for (const line of readFileSync(join(dir, name), "utf8").split("\n")) {
       if (line === "") continue
       const [tickId, point, at] = JSON.parse(line) as [string, string, number]
+      if (tickId.startsWith("~")) {
+        const [, pid, , p99, max] = JSON.parse(line) as [string, number, number, number, number]
+        const stage = stageOf.get(pid) ?? String(pid)
+        const l = loops.get(stage) ?? { p99s: [], max: 0 }
+        l.p99s.push(p99)
+        l.max = Math.max(l.max, max)
+        loops.set(stage, l)
+        continue
+      }
       const tradeId = Number(tickId.slice(tickId.indexOf(":") + 1))
       let m = marks.get(tradeId)
       if (m === undefined) marks.set(tradeId, (m = {}))
@@ -105,11 +121,13 @@ const traceHops = (file: string, timeline: ReadonlyArray<readonly [number, numbe
       if (at[from] !== undefined && at[to] !== undefined) per[i].push(at[to] - at[from])
     })
   }
-  return TRACE_HOPS.map(([from, to], i) => {
+  const loopDelay = Object.fromEntries([...loops].map(([stage, l]) => [stage, { p99: pct(sorted(l.p99s), 50), max: l.max }]))
+  const hops = TRACE_HOPS.map(([from, to], i) => {
     const l = sorted(per[i])
     // means add up along the path (medians do not): the share of each hop in the mean tick → order time
     return { hop: `${from} → ${to}`, n: l.length, mean: l.reduce((a, b) => a + b, 0) / Math.max(1, l.length), p50: pct(l, 50), p99: pct(l, 99) }
   })
+  return { hops, loopDelay }
 }
 
 /** What each group reads; the harness measures their lag. */
@@ -293,7 +311,7 @@ export const kafkaPipelineRun = async (
       lag,
       backlog: ingestBacklog + (lag.signals ?? 0),
       ...(storeDrainSec === undefined ? {} : { storeDrainSec }),
-      ...(traceFile === undefined ? {} : { hops: (await sleep(400), traceHops(traceFile, r.timeline)) })
+      ...(traceFile === undefined ? {} : (await sleep(400), traceHops(traceFile, r.timeline, new Map(services.map((s) => [s.child.pid ?? 0, s.stage])))))
     }
   } finally {
     await Promise.all(services.map((s) => stop(s.child)))

@@ -46,6 +46,7 @@ import {
 } from "../src/bus/Bus.ts"
 import { BusError } from "../src/domain/Errors.ts"
 import { AllTopics, DeadLetters, type Topic } from "../src/domain/Topics.ts"
+import { latencyTraceOn, traceMark, traceTickOf, traceTopic } from "../src/observability/LatencyTrace.ts"
 import { type BufferedItem, deliveriesOf } from "./KafkaDeliveries.ts"
 import { config, type KafkaBusOptions } from "./KafkaOptions.ts"
 
@@ -359,6 +360,16 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
       readonly messages: Array<{ key: string; value: string }>
       readonly resolve: () => void
       readonly reject: (error: unknown) => void
+      /** LATENCY_TRACE: the ticks the messages descend from, marked when the request leaves and when it is acknowledged. */
+      readonly traced?: ReadonlyArray<string>
+    }
+    const topicNames = AllTopics.map((t) => t.name)
+    const markAll = (batch: ReadonlyArray<Outgoing>, point: string) => {
+      for (const o of batch) {
+        if (o.traced === undefined) continue
+        const name = `${point}:${traceTopic(o.topic, topicNames)}`
+        for (const id of o.traced) traceMark(id, name)
+      }
     }
     const outbox: Array<Outgoing> = []
     let sending = false
@@ -378,8 +389,10 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
         if (list === undefined) byTopic.set(o.topic, [...o.messages])
         else for (const m of o.messages) list.push(m)
       }
+      if (latencyTraceOn()) markAll(batch, "send")
       producer.sendBatch({ acks: -1, topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })) }).then(
         () => {
+          if (latencyTraceOn()) markAll(batch, "acked")
           for (const o of batch) o.resolve()
         },
         async (error: unknown) => {
@@ -391,15 +404,15 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
         pump()
       })
     }
-    const enqueue = (topic: string, messages: Array<{ key: string; value: string }>): Promise<void> =>
+    const enqueue = (topic: string, messages: Array<{ key: string; value: string }>, traced?: ReadonlyArray<string>): Promise<void> =>
       new Promise<void>((resolve, reject) => {
-        outbox.push({ topic, messages, resolve, reject })
+        outbox.push(traced === undefined ? { topic, messages, resolve, reject } : { topic, messages, resolve, reject, traced })
         pump()
       })
 
-    const send = (topic: string, messages: Array<{ key: string; value: string }>) =>
+    const send = (topic: string, messages: Array<{ key: string; value: string }>, traced?: ReadonlyArray<string>) =>
       attempt("publish", topic, () => {
-        if (messages.length <= maxBatchMessages) return enqueue(topic, messages)
+        if (messages.length <= maxBatchMessages) return enqueue(topic, messages, traced)
         const parts: Array<Promise<void>> = []
         for (let i = 0; i < messages.length; i += maxBatchMessages) parts.push(enqueue(topic, messages.slice(i, i + maxBatchMessages)))
         return Promise.all(parts).then(() => undefined)
@@ -414,7 +427,16 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
           catch: (error) => new BusError({ operation: "encode", topic: topic.name, message: messageOf(error) })
         })
         yield* ensureTopic(topic.name)
-        yield* send(topic.name, encoded)
+        let traced: Array<string> | undefined
+        if (latencyTraceOn()) {
+          traced = []
+          for (const m of messages) {
+            const id = traceTickOf(m.value)
+            if (id !== undefined) traced.push(id)
+          }
+          for (const id of traced) traceMark(id, `publish:${traceTopic(topic.name, topicNames)}`)
+        }
+        yield* send(topic.name, encoded, traced)
       }).pipe(Effect.withSpan("KafkaBus.publish", { attributes: { topic: topic.name, count: messages.length } }))
 
     const publishRaw = (topic: string, key: string, value: string) =>
@@ -659,6 +681,9 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
                 : commitAsAdmin(groupId, topic.name, partition, target)
             })
 
+          // a durable subscription's fetch is a hop of the tick's path; state followers (ephemeral) are not
+          const tracing = latencyTraceOn() && !ephemeral
+          const traceName = traceTopic(topic.name, topicNames)
           const toItem = (partition: number, message: KafkaMessage): Item<A> => {
             const offset = Number(message.offset)
             const key = message.key?.toString("utf8") ?? ""
@@ -666,6 +691,13 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
             partitionCommits(partition, offset)
             const decoded = decode(raw)
             const assignment = assigned.get(partition) ?? -1
+            if (tracing && Exit.isSuccess(decoded)) {
+              const id = traceTickOf(decoded.value)
+              if (id !== undefined) {
+                traceMark(id, `fetched:${traceName}`)
+                traceMark(id, `created:${traceName}`, Number(message.timestamp))
+              }
+            }
             if (Exit.isSuccess(decoded)) {
               return {
                 _tag: "Delivery",

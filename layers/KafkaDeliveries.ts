@@ -8,6 +8,10 @@ import { Effect } from "effect"
 import type { Array as Arr, Pull } from "effect"
 import type { Delivery } from "../src/bus/Bus.ts"
 import type { BusError } from "../src/domain/Errors.ts"
+import { AllTopics } from "../src/domain/Topics.ts"
+import { latencyTraceOn, traceMark, traceTickOf, traceTopic } from "../src/observability/LatencyTrace.ts"
+
+const topicNames = AllTopics.map((t) => t.name)
 
 export type BufferedItem<A, U extends { readonly _tag: "Undecodable" }> =
   | { readonly _tag: "Delivery"; readonly delivery: Delivery<A> }
@@ -38,6 +42,13 @@ export const deliveriesOf = <A, U extends { readonly _tag: "Undecodable" }, E>(
     for (let i = 0; i < end; i++) {
       const delivery = (items[i] as { readonly delivery: Delivery<A> }).delivery
       if (current(delivery)) out.push(delivery)
+    }
+    if (latencyTraceOn()) {
+      // LATENCY_TRACE: the stage has pulled these (the queue between the consumer and the stage is behind them)
+      for (const d of out) {
+        const id = traceTickOf(d.value)
+        if (id !== undefined) traceMark(id, `pulled:${traceTopic(d.topic, topicNames)}`)
+      }
     }
     if (out.length === 0) {
       // all of them fetched under an assignment that has ended: not ours to act on

@@ -8,6 +8,7 @@
  * Effect's Clock: a diagnostic of sub-millisecond hops across processes, never an input to any decision.
  */
 import { appendFileSync } from "node:fs"
+import { monitorEventLoopDelay } from "node:perf_hooks"
 
 let file: string | undefined
 /**
@@ -27,7 +28,14 @@ export const enableLatencyTrace = (path: string, options: { readonly perProcess?
   if (options.perProcess !== true || perProcess !== undefined) return
   const out = { path: `${path}.${process.pid}`, lines: [] as Array<string> }
   perProcess = out
+  // the event loop's delay in each 200 ms, as a line of its own: ["~loop", pid, p50 ms, p99 ms, max ms]
+  const delay = monitorEventLoopDelay({ resolution: 1 })
+  delay.enable()
   const flush = () => {
+    if (delay.count > 0) {
+      out.lines.push(`${JSON.stringify(["~loop", process.pid, delay.percentile(50) / 1e6, delay.percentile(99) / 1e6, delay.max / 1e6])}\n`)
+      delay.reset()
+    }
     if (out.lines.length === 0) return
     const text = out.lines.join("")
     out.lines = []
