@@ -4,7 +4,7 @@ import { spawn } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { groupLag, logLine } from "../support/kafkaLag.ts"
+import { BROKERS, groupLag, logLine } from "../support/kafkaLag.ts"
 
 const SECRET = "s3cr3t-never-in-logs"
 
@@ -91,7 +91,7 @@ describe("autotrader run", () => {
 
   it("BUS=kafka --for: the drain reads the real lag on a connected bus down to 0 (checked at the broker too), then the process exits 0 within 30 s", async () => {
     const prefix = `rtstop${Date.now().toString(36)}.`
-    const run = start(["run", "--for", "10s"], { BUS: "kafka", KAFKA_TOPIC_PREFIX: prefix, SIM_TICKS_PER_SECOND: "50" })
+    const run = start(["run", "--for", "10s"], { BUS: "kafka", KAFKA_BROKERS: BROKERS, KAFKA_TOPIC_PREFIX: prefix, SIM_TICKS_PER_SECOND: "50" })
     let closingAt: number | undefined
     const watch = setInterval(() => {
       if (closingAt === undefined && run.output().includes("market data closing")) closingAt = Date.now()
