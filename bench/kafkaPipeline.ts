@@ -336,7 +336,9 @@ export const pipelineSection = async (
   log: (line: string) => void,
   fmt: { readonly ms: (x: number) => string; readonly spread: (xs: ReadonlyArray<number>, f: (x: number) => string) => string; readonly median: (xs: ReadonlyArray<number>) => number },
   floorP50: number,
-  before: string | undefined
+  before: string | undefined,
+  /** false: the latency rows and the traced hops only, no sustained-rate search (`--only kafka-latency`) */
+  withSustained = true
 ): Promise<string> => {
   const { ms, spread, median } = fmt
   const latency = await interleaved<PipelineRun>([
@@ -355,9 +357,30 @@ export const pipelineSection = async (
     row("this checkout, KAFKA_CLIENT=platformatic", latency.get("kafka-platformatic")!),
     ...(latency.has("kafka-before") ? [row("before (BENCH_BEFORE)", latency.get("kafka-before")!)] : [])]
 
+  // where the milliseconds go: the same run with LATENCY_TRACE in every service (its marks cost CPU: separate runs)
+  const traced = await interleaved<PipelineRun>([
+    ["traced kafkajs", () => kafkaPipelineRun(1_000, 8, 4, { client: "kafkajs", trace: true })],
+    ["traced platformatic", () => kafkaPipelineRun(1_000, 8, 4, { client: "platformatic", trace: true })]
+  ])
+  const tracedRuns = (["kafkajs", "platformatic"] as const).map((c) => traced.get(`traced ${c}`)!)
+  const hopCell = (runs: ReadonlyArray<PipelineRun>, i: number) => {
+    const hops = runs.flatMap((r) => (r.hops?.[i] !== undefined && r.hops[i].n > 0 ? [r.hops[i]] : []))
+    return hops.length === 0 ? "–" : `${ms(median(hops.map((h) => h.mean)))} / ${ms(median(hops.map((h) => h.p50)))} / ${ms(median(hops.map((h) => h.p99)))}`
+  }
+  const hopRows = TRACE_HOPS.map(([from, to], i) => `| ${from} → ${to} | ${tracedRuns.map((runs) => hopCell(runs, i)).join(" | ")} |`)
+  const loopRow = (["ingest", "signals", "risk", "orders"] as const).map((stage) =>
+    `${stage} ${tracedRuns.map((runs) => `${ms(median(runs.map((r) => r.loopDelay?.[stage]?.p99 ?? Number.NaN)))}/${ms(Math.max(...runs.map((r) => r.loopDelay?.[stage]?.max ?? Number.NaN)))}`).join(" vs ")}`
+  ).join(", ")
+  const hopSection = `**Where the milliseconds go** (LATENCY_TRACE in every service, bench/kafkaPipeline.ts \`TRACE_HOPS\`; separate runs, since the marks cost CPU): per order, the time between two points of its tick's path; *mean / p50 / p99 ms* over the orders of a run (median of ${tracedRuns[0].length} runs). \`publish\`: the stage hands the batch to the bus; \`send\`: its produce request leaves; \`fetched\`: the next stage's consumer has the record; \`pulled\`: the stage takes it from the subscription's queue; \`acked\`: the producer has the broker's answer. Means add up along the path, medians do not. Traced runs: p50 ${tracedRuns.map((runs, i) => `${["kafkajs", "platformatic"][i]} ${spread(runs.map((r) => r.p50), ms)}`).join(", ")} ms. Event-loop delay per service (median of the 200 ms windows' p99 / largest, ms, kafkajs vs platformatic): ${loopRow}.
+
+| hop | kafkajs | platformatic |
+|---|---|---|
+${hopRows.join("\n")}
+`
+
   const sustained: Array<string> = []
   const best: Record<KafkaClient, number | undefined> = { kafkajs: undefined, platformatic: undefined }
-  for (const client of ["kafkajs", "platformatic"] as const) {
+  for (const client of withSustained ? (["kafkajs", "platformatic"] as const) : []) {
     for (const rate of SUSTAINED_RATES) {
       const r = await kafkaPipelineRun(rate, 6, 3, { store: true, client })
       log(`kafka (${client}) sustained ${rate}/s: ${JSON.stringify(r)}`)
@@ -380,13 +403,14 @@ export const pipelineSection = async (
 |---|---|---|---|---|---|---|---|---|
 ${latencyRows.join("\n")}
 
-Sustained rate: the simulator offers each rate for 6 s after a 3 s warm-up, with \`service store\` as a fifth process (DATA_DIR in a temp dir). Lag per group is read from the broker at the end of the window (signals, store: ticks on market.raw; risk: candidates; orders: approvals). **Stored**: after the window, the store group committed every tick (a commit follows a renamed Parquet file), and how long after the end. A rate is **sustained** when the backlog stays under half a second of trades, risk and orders are caught up and the simulator really offered ≥ 95 % of the rate (its own ceiling is part of the floor). Highest sustained (target 50,000 ticks/s): ${(["kafkajs", "platformatic"] as const).map((c) => `${c} **${best[c] === undefined ? "none of the rates tried" : `${best[c].toLocaleString("en-US")} ticks/s`}**`).join(", ")}.
+${hopSection}
+${withSustained ? `Sustained rate: the simulator offers each rate for 6 s after a 3 s warm-up, with \`service store\` as a fifth process (DATA_DIR in a temp dir). Lag per group is read from the broker at the end of the window (signals, store: ticks on market.raw; risk: candidates; orders: approvals). **Stored**: after the window, the store group committed every tick (a commit follows a renamed Parquet file), and how long after the end. A rate is **sustained** when the backlog stays under half a second of trades, risk and orders are caught up and the simulator really offered ≥ 95 % of the rate (its own ceiling is part of the floor). Highest sustained (target 50,000 ticks/s): ${(["kafkajs", "platformatic"] as const).map((c) => `${c} **${best[c] === undefined ? "none of the rates tried" : `${best[c].toLocaleString("en-US")} ticks/s`}**`).join(", ")}.
 
 | client | offered | sent by the simulator | not yet on market.raw | lag signals / risk / orders / store | stored all | sustained | p50 ms | p99 ms | orders | CPU of the 5 processes (ingest / signals / risk / orders / store), % of a core |
 |---|---|---|---|---|---|---|---|---|---|---|
 ${sustained.join("\n")}
 
-**Why the Kafka targets (p99 ≤ 15 ms, ≥ 50k ticks/s) are missed, from the profiles** (\`node --cpu-prof\` on each service, BENCH_PROF_DIR; figures of the kafkajs bus measured 2026-12-01 at load average 15–20 on the 2 shared cores, CPU time, not wall). Latency: a tick crosses four produce round trips (ingest → market.raw, signals → candidate, risk → approved, the order manager's OrderSubmitted write-ahead before its POST) and three consumer hops, so p99 ≤ 15 ms needs a produce → consume p99 of about 4 ms; the bare kafkajs round trip alone had a p99 of 27–160 ms in today's runs (table above), and at load 15–20 every service process gets ~5–15 % of a core, which is where the seconds of p50 at 1k/s come from (read from the records' CreateTime against the messages' own times: early in this work a tick waited 0.5–3.5 s between ingest's receive and market.raw, and signals' candidates came 3.5 s after their tick's record). Throughput: per message, kafkajs' produce path costs ~8 µs of CPU at 1,000 messages per request (11 at 2,000: it groups messages by partition by copying the array per message, quadratic in the request; now capped at 1,000) and our consume path ~13–14 µs including decode and commit (was 20–29 µs: an Effect and a promise per message, now one offer and one pass per fetched batch); a tick is produced once and consumed twice (signals, store) after a Binance frame decode in ingest, plus the broker's own work, so a tick costs ≈ 8 + 2 × 14 µs of client CPU plus its frame decode before the broker's share: even if both cores did nothing else that is a ceiling near 50k/s, and here they also run the broker, the simulator and three more services. Reaching 50k/s would need fewer processes per tick (signals and store in one consumer of market.raw, or ingest → signals in one process) or a client with a cheaper produce path (see the platformatic rows), and a machine that is not shared.
+**Why the Kafka targets (p99 ≤ 15 ms, ≥ 50k ticks/s) are missed, from the profiles** (\`node --cpu-prof\` on each service, BENCH_PROF_DIR; figures of the kafkajs bus measured 2026-12-01 at load average 15–20 on the 2 shared cores, CPU time, not wall). Latency: a tick crosses four produce round trips (ingest → market.raw, signals → candidate, risk → approved, the order manager's OrderSubmitted write-ahead before its POST) and three consumer hops, so p99 ≤ 15 ms needs a produce → consume p99 of about 4 ms; the bare kafkajs round trip alone had a p99 of 27–160 ms in today's runs (table above), and at load 15–20 every service process gets ~5–15 % of a core, which is where the seconds of p50 at 1k/s come from (read from the records' CreateTime against the messages' own times: early in this work a tick waited 0.5–3.5 s between ingest's receive and market.raw, and signals' candidates came 3.5 s after their tick's record). Throughput: per message, kafkajs' produce path costs ~8 µs of CPU at 1,000 messages per request (11 at 2,000: it groups messages by partition by copying the array per message, quadratic in the request; now capped at 1,000) and our consume path ~13–14 µs including decode and commit (was 20–29 µs: an Effect and a promise per message, now one offer and one pass per fetched batch); a tick is produced once and consumed twice (signals, store) after a Binance frame decode in ingest, plus the broker's own work, so a tick costs ≈ 8 + 2 × 14 µs of client CPU plus its frame decode before the broker's share: even if both cores did nothing else that is a ceiling near 50k/s, and here they also run the broker, the simulator and three more services. Reaching 50k/s would need fewer processes per tick (signals and store in one consumer of market.raw, or ingest → signals in one process) or a client with a cheaper produce path (see the platformatic rows), and a machine that is not shared.` : ""}
 `
 }
 

@@ -4,6 +4,7 @@
  * Writes BENCHMARKS.md: machine, Node, date, load before/after, per figure the median of RUNS runs and its spread.
  *
  *   node bench/run.ts [--runs N] [--only tick,kafka,stages,store,replay,extra|ml|backfill] [--rates 50,1000,10000]
+ *   (--only kafka-latency: §2 without the sustained-rate search: floors, tick → order over Kafka and its traced hops)
  *   node bench/run.ts --child <name> [args…]     one measurement, JSON on stdout (used by the parent)
  *
  * Scenarios (each a function with its floor next to it): tickToOrder.ts (tick → order, measured by the simulator),
@@ -161,7 +162,7 @@ const kafkaSection = async () => {
       ratio(median(runs.map((r) => r.perSec)) / median(base.map((r) => r.perSec)))
     } |`
   )
-  const pipeline = await pipelineSection(interleaved, log, { ms, spread, median }, median(base.map((r) => r.p50)), cliBefore)
+  const pipeline = await pipelineSection(interleaved, log, { ms, spread, median }, median(base.map((r) => r.p50)), cliBefore, want("kafka"))
   sections.push(`## 2. Over Kafka (local single-node broker)
 
 Floors: a bare producer → consumer round trip in one process per client (idempotent producer, acks=all, 3 partitions, consumer max wait 50 ms), one message every 3 ms for latency; ${k(KAFKA_N)} tick-sized JSON messages in 1,000-message sends, consumed and committed per batch, for throughput. **KafkaBus**: the same through our Bus (Schema encode/decode, queue, stream, \`commitBatch\`).
@@ -289,7 +290,7 @@ const main = async () => {
   const loadBefore = loadavg()
   const started = new Date()
   if (want("tick")) await tickSection()
-  if (want("kafka")) await kafkaSection()
+  if (want("kafka") || want("kafka-latency")) await kafkaSection()
   if (want("stages")) await stagesSection()
   if (want("store") || want("replay")) await storageSection()
   if (want("extra") || want("ml") || want("backfill")) await extraSection()
