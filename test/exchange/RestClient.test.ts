@@ -43,6 +43,43 @@ const exchangeAt = (restBaseUrl: string, httpTimeout: Duration.Duration) =>
     idleTimeout: Duration.seconds(30)
   })
 
+/** An HTTP server answering every order; counts connections and records which connection each request came on. */
+const answeringServer = Effect.acquireRelease(
+  Effect.gen(function*() {
+    const sockets: Array<unknown> = []
+    const requests: Array<{ readonly connection: number; readonly body: string }> = []
+    const server: Server = createServer((req, res) => {
+      let body = ""
+      req.on("data", (c: Buffer) => (body += c.toString()))
+      req.on("end", () => {
+        requests.push({ connection: sockets.indexOf(req.socket), body })
+        const id = /newClientOrderId=([^&]+)/.exec(body)?.[1] ?? ""
+        res.setHeader("Content-Type", "application/json")
+        res.end(JSON.stringify({ symbol: "BTCUSDT", orderId: requests.length, clientOrderId: id, status: "FILLED", executedQty: "0.001", cummulativeQuoteQty: "0.1" }))
+      })
+    })
+    server.on("connection", (socket) => sockets.push(socket))
+    yield* Effect.callback<void>((resume) => {
+      server.listen(0, "127.0.0.1", () => resume(Effect.void))
+    })
+    return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, sockets, requests }
+  }),
+  ({ server }) =>
+    Effect.callback<void>((resume) => {
+      server.closeAllConnections()
+      server.close(() => resume(Effect.void))
+    })
+)
+
+const until = (condition: () => boolean, what: string) =>
+  Effect.gen(function*() {
+    const started = Date.now()
+    while (!condition()) {
+      if (Date.now() - started > 10_000) return yield* Effect.die(new Error(`timed out waiting for ${what}`))
+      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 5)))
+    }
+  })
+
 const order = { symbol: "BTCUSDT", side: "BUY", type: "MARKET", quantity: "0.001", clientOrderId: "at-test-1", timestamp: Date.now(), recvWindowMs: 5000 } as const
 
 describe("REST client", () => {
@@ -93,5 +130,35 @@ describe("REST client", () => {
         assert.strictEqual(failure.notSent, true)
         assert.match(failure.reason, /ECONNREFUSED/)
       }
+    }).pipe(Effect.scoped))
+
+  it.live("after an order's answer the next order's connection is opened ahead and the next order goes out on it", () =>
+    Effect.gen(function*() {
+      const server = yield* answeringServer
+      const exchange = yield* exchangeAt(server.url, Duration.seconds(5))
+      const first = yield* exchange.placeOrder({ ...order, clientOrderId: "at-warm-1" })
+      assert.strictEqual(first.clientOrderId, "at-warm-1")
+      // the answered order's connection went back to the pool and a second one waits with the next request
+      yield* until(() => server.sockets.length === 2 && BinanceExchange.idleConnections(server.url) === 2, "a connection opened ahead")
+      assert.strictEqual(server.requests.length, 1, "nothing is sent on the waiting connection before it is used")
+      const second = yield* exchange.placeOrder({ ...order, clientOrderId: "at-warm-2" })
+      assert.strictEqual(second.clientOrderId, "at-warm-2")
+      assert.strictEqual(server.requests.length, 2)
+      assert.strictEqual(server.requests[1].connection, 1, "the second order went out on the connection opened ahead")
+      assert.match(server.requests[1].body, /newClientOrderId=at-warm-2&.*&signature=[0-9a-f]{64}$/)
+    }).pipe(Effect.scoped))
+
+  it.live("a connection opened ahead that the exchange closes is dropped; the next order opens its own", () =>
+    Effect.gen(function*() {
+      const server = yield* answeringServer
+      const exchange = yield* exchangeAt(server.url, Duration.seconds(5))
+      yield* exchange.placeOrder({ ...order, clientOrderId: "at-drop-1" })
+      yield* until(() => server.sockets.length === 2 && BinanceExchange.idleConnections(server.url) === 2, "a connection opened ahead")
+      server.server.closeAllConnections() // the exchange's idle timeout, a restart
+      yield* until(() => BinanceExchange.idleConnections(server.url) === 0, "the client saw its connections closed")
+      const next = yield* exchange.placeOrder({ ...order, clientOrderId: "at-drop-2" })
+      assert.strictEqual(next.clientOrderId, "at-drop-2")
+      assert.strictEqual(server.requests.length, 2)
+      assert.strictEqual(server.requests[1].connection, 2, "a new connection")
     }).pipe(Effect.scoped))
 })
