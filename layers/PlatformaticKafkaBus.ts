@@ -71,6 +71,8 @@ export type { KafkaBusOptions }
 
 /** Longest a consumer's close (leave group, close sockets) may hold a subscription's end or the bus's release. */
 const consumerCloseTimeout = Duration.seconds(10)
+/** Longest an ephemeral subscription's (a state follower's) fetch waits on the broker when there is nothing to read. */
+const followerMaxWaitTime = 500
 /** Longest a live commit may wait (e.g. for a rejoin that never completes) before it fails with BusError. */
 const commitTimeout = Duration.seconds(30)
 
@@ -245,7 +247,7 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
     const consumers = new Set<Consumer<string, string, string, string>>()
     const lifecycle = { closed: false }
     /** A consumer in `groupId` with the bus's settings (manual commits), registered in `consumers` to be closed. */
-    const openConsumer = (groupId: string, tuning: { readonly highWaterMark?: number } = {}) => {
+    const openConsumer = (groupId: string, tuning: { readonly highWaterMark?: number; readonly maxWaitTime?: number } = {}) => {
       const consumer = new Consumer<string, string, string, string>({
         ...base,
         groupId,
@@ -540,7 +542,14 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
           }
 
           // platformatic's stream buffers this many messages before it stops fetching; our queue is the buffer
-          const consumer = openConsumer(groupId, { highWaterMark: Math.min(bufferSize, 1024) })
+          // A state follower (ephemeral) mostly waits on topics that rarely move: its fetch waits longer on the broker
+          // when there is nothing to read (data still returns at once). At 50 ms each follower woke its process 20
+          // times a second for nothing (the risk gate follows four topics: ~100 fetches/s when idle); fetches have
+          // their own connections, so the group's heartbeats and commits never wait behind one.
+          const consumer = openConsumer(groupId, {
+            highWaterMark: Math.min(bufferSize, 1024),
+            ...(ephemeral ? { maxWaitTime: Math.max(maxWaitTime, followerMaxWaitTime) } : {})
+          })
           /** Partition → its current assignment number (see the module comment); empty between assignments. */
           const assigned = new Map<number, number>()
           const member = { joined: false, assigned }
