@@ -15,8 +15,33 @@ export const LATENCY_BUCKETS_SECONDS: ReadonlyArray<number> = [
   0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10
 ]
 
-const latency = (name: string, description: string) =>
-  Metric.histogram(name, { description, boundaries: LATENCY_BUCKETS_SECONDS })
+/**
+ * A metric per attribute set, built (by `make`) once per set, for per-tick and per-order updates:
+ * `Metric.withAttributes` merges its attributes into a new context on every update, and a metric updated under
+ * alternating attribute sets (BUY, SELL) derives its series key (attributes sorted, then JSON) again each time; a
+ * metric built with its attributes keys its series once. Same series (type, name, description, attributes), same
+ * exposition. Only for bounded attribute values (symbol, side).
+ */
+export const perAttributes = <M>(make: (attributes: Record<string, string>) => M): (attributes: Record<string, string>) => M => {
+  const built = new Map<string, M>()
+  return (attributes) => {
+    const key = JSON.stringify(attributes)
+    let m = built.get(key)
+    if (m === undefined) {
+      m = make(attributes)
+      built.set(key, m)
+    }
+    return m
+  }
+}
+
+const latency = (name: string, description: string) => {
+  const metric = Metric.histogram(name, { description, boundaries: LATENCY_BUCKETS_SECONDS })
+  return Object.assign(metric, {
+    /** The same histogram with its labels fixed (see `perAttributes`). */
+    by: perAttributes((attributes) => Metric.histogram(name, { description, boundaries: LATENCY_BUCKETS_SECONDS, attributes }))
+  })
+}
 
 /** Labels: symbol. */
 export const tickToCandidateSeconds = latency(

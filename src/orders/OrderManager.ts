@@ -41,7 +41,7 @@ import { Alerts, ControlTopic, OrdersEvents } from "../domain/Topics.ts"
 import { Exchange, type ExchangeOrder, type OrderRequest, type SymbolRules } from "../exchange/Exchange.ts"
 import type { ExchangeError } from "../exchange/ExchangeErrors.ts"
 import { traceLink, traceMark } from "../observability/LatencyTrace.ts"
-import { decisionToAckSeconds, secondsBetween, tickToOrderSeconds } from "../observability/Metrics.ts"
+import { decisionToAckSeconds, perAttributes, secondsBetween, tickToOrderSeconds } from "../observability/Metrics.ts"
 import { classifyApiError } from "./ErrorPolicy.ts"
 import { clientOrderIdFor, prepareMarketOrder, roundDownToStep } from "./OrderPrep.ts"
 
@@ -141,6 +141,9 @@ const statusOf = (e: OrderEvent): Status => {
 
 export const ordersSent = Metric.counter("orders_sent_total", { description: "Order placement requests sent" })
 export const ordersFilled = Metric.counter("orders_filled_total", { description: "Orders filled" })
+// the same counters with their labels fixed: updated per order (see perAttributes)
+const ordersSentBy = perAttributes((attributes) => Metric.counter("orders_sent_total", { description: "Order placement requests sent", attributes }))
+const ordersFilledBy = perAttributes((attributes) => Metric.counter("orders_filled_total", { description: "Orders filled", attributes }))
 export const ordersRejected = Metric.counter("orders_rejected_total", { description: "Orders rejected (exchange or local)" })
 export const orderErrors = Metric.counter("orders_errors_total", { description: "Exchange errors seen by the order manager" })
 export const ordersGivenUp = Metric.counter("orders_given_up_total", {
@@ -267,13 +270,13 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
         const decided = decidedAt.get(event.signalId)
         if (event._tag === "OrderFilled" || event._tag === "OrderAccepted") {
           // the exchange took the order: latency of the whole path and of the order leg
-          yield* Metric.update(tickToOrderSeconds.pipe(Metric.withAttributes(labels)), secondsBetween(event.origin.receivedAt, event.ts))
-          if (decided !== undefined) yield* Metric.update(decisionToAckSeconds.pipe(Metric.withAttributes(labels)), secondsBetween(decided, event.ts))
+          yield* Metric.update(tickToOrderSeconds.by(labels), secondsBetween(event.origin.receivedAt, event.ts))
+          if (decided !== undefined) yield* Metric.update(decisionToAckSeconds.by(labels), secondsBetween(decided, event.ts))
         }
         if (FINAL.has(statusOf(event)) || event._tag === "OrderAccepted") decidedAt.delete(event.signalId)
         switch (event._tag) {
           case "OrderFilled":
-            yield* Metric.update(ordersFilled.pipe(Metric.withAttributes(labels)), 1)
+            yield* Metric.update(ordersFilledBy(labels), 1)
             return yield* Effect.logInfo("order filled", { ...base, avgPrice: event.avgPrice, executedQty: event.executedQty, commission: event.commission, commissionAsset: event.commissionAsset, orderId: event.orderId })
           case "OrderRejected":
             yield* Metric.update(ordersRejected.pipe(Metric.withAttributes(labels)), 1)
@@ -380,7 +383,7 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
         const attempt = r.attempts + 1
         const signed = { signedAt, recvWindowMs: options.recvWindowMs }
         yield* emit(attempt === 1 ? { _tag: "OrderSubmitted", ...eventBase(r, ts), ...signed } : { _tag: "OrderAttempt", ...eventBase(r, ts), ...signed, attempt })
-        yield* Metric.update(ordersSent.pipe(Metric.withAttributes({ symbol: r.symbol, side: r.side })), 1)
+        yield* Metric.update(ordersSentBy({ symbol: r.symbol, side: r.side }), 1)
         traceLink(r.clientOrderId, r.origin.tickId, "post")
         yield* fence(r) // the publish above took time: still ours right before the request leaves?
         const result = yield* exchange.placeOrder(requestFor(r, signedAt)).pipe(Effect.result)

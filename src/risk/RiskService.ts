@@ -25,11 +25,13 @@ import {
   type RiskLimits
 } from "./RiskGate.ts"
 import { traceMark } from "../observability/LatencyTrace.ts"
-import { candidateToDecisionSeconds, secondsBetween } from "../observability/Metrics.ts"
+import { candidateToDecisionSeconds, perAttributes, secondsBetween } from "../observability/Metrics.ts"
 
 export { riskLimitsConfig } from "./RiskConfig.ts"
 
 export const approvedTotal = Metric.counter("risk_approved_total", { description: "Candidates approved" })
+// labels fixed once per (symbol, side): updated per approval, on the way to the order (see perAttributes)
+const approvedBy = perAttributes((attributes) => Metric.counter("risk_approved_total", { description: "Candidates approved", attributes }))
 export const rejectedTotal = Metric.counter("risk_rejected_total", { description: "Candidates rejected" })
 
 export const RISK_GROUP = "risk"
@@ -90,14 +92,14 @@ export const runRisk = (limits: RiskLimits) =>
               const decision = decide(state, limits, candidate, now)
               if (candidate.emittedAt !== undefined) {
                 yield* Metric.update(
-                  candidateToDecisionSeconds.pipe(Metric.withAttributes({ symbol: candidate.symbol })),
+                  candidateToDecisionSeconds.by({ symbol: candidate.symbol }),
                   secondsBetween(candidate.emittedAt, now)
                 )
               }
               if (decision._tag === "Approved") {
                 traceMark(candidate.origin.tickId, "approved")
                 approvals.push({ key: candidate.symbol, value: decision })
-                yield* Metric.update(approvedTotal.pipe(Metric.withAttributes({ symbol: candidate.symbol, side: decision.orderSide })), 1)
+                yield* Metric.update(approvedBy({ symbol: candidate.symbol, side: decision.orderSide }), 1)
                 yield* Effect.logInfo("approved", { id: decision.id, symbol: candidate.symbol, action: decision.action, qty: decision.qty })
               } else {
                 rejections.push({ key: candidate.symbol, value: decision })

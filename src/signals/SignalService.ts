@@ -171,7 +171,7 @@ export const runSignalsWith = (model: Option.Option<SignalModelOptions>) =>
                 delta: c.delta,
                 ...(c.probability === undefined ? {} : { probability: c.probability })
               })
-              yield* Metric.update(tickToCandidateSeconds.pipe(Metric.withAttributes({ symbol: c.symbol })), secondsBetween(c.origin.receivedAt, now))
+              yield* Metric.update(tickToCandidateSeconds.by({ symbol: c.symbol }), secondsBetween(c.origin.receivedAt, now))
             }
             yield* Metric.update(candidatesTotal, out.length)
           }
