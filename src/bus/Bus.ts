@@ -16,7 +16,7 @@
  *   delivers), without a group's offsets.
  */
 import { Clock, Context, Deferred, Effect, Exit, Fiber, Metric, Pull, Schema, Stream } from "effect"
-import type { Duration, Scope } from "effect"
+import type { Cause, Duration, Scope } from "effect"
 import { BusError } from "../domain/Errors.ts"
 import { DEAD_LETTER_RAW_MAX, type DeadLetter } from "../domain/Messages.ts"
 import { DeadLetters, type Topic } from "../domain/Topics.ts"
@@ -317,7 +317,8 @@ export const makeCommitBehind = (): {
   /** A commit loop is running (set before it is forked, cleared in the same step in which it finds nothing left). */
   let active = false
   let current: Fiber.Fiber<void, BusError> | undefined
-  let failure: BusError | undefined
+  /** How the commit loop ended when it did not succeed: a BusError, but also a defect or an interruption. */
+  let failure: Cause.Cause<BusError> | undefined
   const loop: Effect.Effect<void, BusError> = Effect.suspend(() => {
     if (pending.size === 0) {
       active = false
@@ -328,17 +329,19 @@ export const makeCommitBehind = (): {
     pending = new Map()
     return Effect.flatMap(commitBatch(batch), () => loop)
   })
+  // Every way the loop can end other than success is kept (not only a typed error): a commit fiber that died or was
+  // interrupted would otherwise leave `active` set, and every later commit would return at once, committing nothing.
   const guarded = loop.pipe(
-    Effect.tapError((e) =>
-      Effect.sync(() => {
-        failure = e
+    Effect.onExit((exit) =>
+      Exit.isSuccess(exit) ? Effect.void : Effect.sync(() => {
+        failure = exit.cause
         active = false
         current = undefined
       })
     )
   )
   const flush: Effect.Effect<void, BusError> = Effect.suspend(() => {
-    if (failure !== undefined) return Effect.fail(failure)
+    if (failure !== undefined) return Effect.failCause(failure)
     if (active) return current === undefined ? Effect.flatMap(Effect.yieldNow, () => flush) : Effect.flatMap(Fiber.join(current), () => flush)
     if (pending.size === 0) return Effect.void
     active = true
@@ -348,7 +351,7 @@ export const makeCommitBehind = (): {
     flush,
     commit: (deliveries) =>
       Effect.suspend(() => {
-        if (failure !== undefined) return Effect.fail(failure)
+        if (failure !== undefined) return Effect.failCause(failure)
         for (const d of deliveries) pending.set(d.partition, d)
         if (active || pending.size === 0) return Effect.void
         active = true

@@ -66,4 +66,19 @@ describe("makeCommitBehind", () => {
       assert.isTrue(Exit.isFailure(yield* Effect.exit(committer.flush)))
       assert.strictEqual(commits.length, 1, "nothing after a failed commit is committed")
     }))
+  it.effect("a commit that dies (a defect, not a BusError) fails the next commit and the flush too, with the defect", () =>
+    Effect.gen(function*() {
+      const { commits, delivery, settle } = yield* harness
+      const committer = makeCommitBehind()
+      yield* committer.commit([delivery(0, 1)])
+      yield* settle
+      Deferred.doneUnsafe(commits[0].answer, Exit.die(new Error("commit blew up")))
+      yield* settle
+      // before: the dead loop stayed "active", so this returned at once and nothing was ever committed again, silently
+      const next = yield* Effect.exit(committer.commit([delivery(0, 2)]))
+      assert.isTrue(Exit.isFailure(next))
+      assert.include(String(Exit.isFailure(next) ? next.cause : ""), "commit blew up")
+      assert.isTrue(Exit.isFailure(yield* Effect.exit(committer.flush)))
+      assert.strictEqual(commits.length, 1, "nothing after a dead commit is committed")
+    }))
 })
