@@ -146,8 +146,23 @@ export const toRules = (s: (typeof ExchangeInfoWire.Type)["symbols"][number]): S
   }
 }
 
-/** Connection errors that happen before the request is written: the exchange never saw it. */
-const NOT_SENT_CODES: ReadonlySet<string> = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH"])
+/** Name lookups that failed: no connection was ever made. */
+const LOOKUP_FAILED: ReadonlySet<string> = new Set(["ENOTFOUND", "EAI_AGAIN"])
+/** Refusals that mean "not sent" only when the connect itself failed (node marks those `syscall: "connect"`). */
+const CONNECT_FAILED: ReadonlySet<string> = new Set(["ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH"])
+
+/**
+ * Whether a network error proves the request never reached the exchange (so it may be sent again without a lookup).
+ * Only a failed name lookup or a failed connect does: the same EHOSTUNREACH / ENETUNREACH on a kept-alive connection
+ * (after retransmissions time out) can come after the order was written and received, and is an unknown outcome.
+ */
+export const provablyNotSent = (error: unknown): boolean => {
+  const err = error as { code?: string; syscall?: string; cause?: { code?: string; syscall?: string } } | null
+  const code = err?.code ?? err?.cause?.code
+  const syscall = err?.syscall ?? err?.cause?.syscall
+  if (code === undefined) return false
+  return LOOKUP_FAILED.has(code) || (CONNECT_FAILED.has(code) && syscall === "connect")
+}
 
 /** Response headers by (case-insensitive) name, as `Headers.get` answers. */
 interface HeaderLookup {
@@ -376,13 +391,11 @@ export const make = (options: BinanceExchangeOptions) =>
         const target = `${pathBase}${path}${!inBody && query !== "" ? `?${query}` : ""}`
         const placement = method === "POST" && path === ORDER_PATH
         const failed = (error: unknown) => {
-          const err = error as { message?: string; code?: string; cause?: { code?: string; message?: string } }
-          const code = err.code ?? err.cause?.code
           return new ExchangeUnavailable({
             operation,
             reason: `${method} ${restBase}${path}: ${networkCause(error)}`,
             // refused or unresolvable before any byte was sent: the request provably did not reach the exchange
-            ...(code !== undefined && NOT_SENT_CODES.has(code) ? { notSent: true } : {})
+            ...(provablyNotSent(error) ? { notSent: true } : {})
           })
         }
         let abort: () => void

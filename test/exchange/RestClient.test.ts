@@ -162,3 +162,20 @@ describe("REST client", () => {
       assert.strictEqual(server.requests[1].connection, 2, "a new connection")
     }).pipe(Effect.scoped))
 })
+
+describe("which network errors prove an order was not sent", () => {
+  it("a failed name lookup or connect proves it; the same codes on an established connection do not", () => {
+    // what node reports for a connect that failed: code and syscall "connect" (undici wraps it in `cause`)
+    for (const code of ["ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH"]) {
+      assert.isTrue(BinanceExchange.provablyNotSent({ code, syscall: "connect" }), code)
+      assert.isTrue(BinanceExchange.provablyNotSent({ cause: { code, syscall: "connect" } }), `${code} (cause)`)
+      // on a kept-alive socket, after the order was written: its outcome is unknown, it must be looked up
+      assert.isFalse(BinanceExchange.provablyNotSent({ code, syscall: "read" }), `${code} on read`)
+      assert.isFalse(BinanceExchange.provablyNotSent({ code }), `${code} without syscall`)
+    }
+    for (const code of ["ENOTFOUND", "EAI_AGAIN"]) assert.isTrue(BinanceExchange.provablyNotSent({ code, syscall: "getaddrinfo" }), code)
+    for (const code of ["ECONNRESET", "EPIPE", "ETIMEDOUT"]) assert.isFalse(BinanceExchange.provablyNotSent({ code, syscall: "connect" }), code)
+    assert.isFalse(BinanceExchange.provablyNotSent(new Error("socket hang up")))
+    assert.isFalse(BinanceExchange.provablyNotSent(undefined))
+  })
+})
