@@ -107,11 +107,15 @@ export const runRisk = (limits: RiskLimits) =>
                 yield* Effect.logInfo("rejected", { id: decision.id, symbol: candidate.symbol, reason: decision.reason, detail: decision.detail })
               }
             }
-            // both topics in flight together: the Kafka bus carries them in one produce request
-            yield* Effect.all([bus.publishAll(SignalsApproved, approvals), bus.publishAll(SignalsRejected, rejections)], {
-              concurrency: "unbounded",
-              discard: true
-            })
+            // both topics in flight together when both have decisions: the Kafka bus carries them in one produce
+            // request; one topic alone is published as is (no fibers forked and joined around it on the way to the order)
+            if (approvals.length > 0 && rejections.length > 0) {
+              yield* Effect.all([bus.publishAll(SignalsApproved, approvals), bus.publishAll(SignalsRejected, rejections)], {
+                concurrency: "unbounded",
+                discard: true
+              })
+            } else if (approvals.length > 0) yield* bus.publishAll(SignalsApproved, approvals)
+            else if (rejections.length > 0) yield* bus.publishAll(SignalsRejected, rejections)
             yield* committer.commit(candidates)
           })
         ),
