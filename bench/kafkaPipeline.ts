@@ -325,7 +325,7 @@ export const kafkaPipelineRun = async (
 
 type Interleave = <T>(subjects: ReadonlyArray<readonly [string, () => T | Promise<T>]>) => Promise<Map<string, Array<T>>>
 
-const SUSTAINED_RATES = [2_000, 5_000, 10_000, 20_000, 50_000, 100_000]
+const SUSTAINED_RATES = [2_000, 5_000, 10_000, 20_000, 30_000, 50_000, 100_000]
 
 /** Kept up: backlog under half a second of trades, risk and orders caught up, the simulator offered ≥ 95 % of the rate. */
 const keptUp = (rate: number, r: PipelineRun) =>
@@ -412,19 +412,78 @@ ${withSustained ? `Sustained rate: the simulator offers each rate for 6 s after 
 |---|---|---|---|---|---|---|---|---|---|---|
 ${sustained.join("\n")}
 
-**Why the Kafka targets (p99 ≤ 15 ms, ≥ 50k ticks/s) are missed, from the profiles** (\`node --cpu-prof\` on each service, BENCH_PROF_DIR; figures of the kafkajs bus measured 2026-12-01 at load average 15–20 on the 2 shared cores, CPU time, not wall). Latency: see *Where the milliseconds go* above. Throughput: per message, kafkajs' produce path costs ~8 µs of CPU at 1,000 messages per request (11 at 2,000: it groups messages by partition by copying the array per message, quadratic in the request; now capped at 1,000) and our consume path ~13–14 µs including decode and commit (was 20–29 µs: an Effect and a promise per message, now one offer and one pass per fetched batch); a tick is produced once and consumed twice (signals, store) after a Binance frame decode in ingest, plus the broker's own work, so a tick costs ≈ 8 + 2 × 14 µs of client CPU plus its frame decode before the broker's share: even if both cores did nothing else that is a ceiling near 50k/s, and here they also run the broker, the simulator and three more services. Reaching 50k/s would need fewer processes per tick (signals and store in one consumer of market.raw, or ingest → signals in one process) or a client with a cheaper produce path (see the platformatic rows), and a machine that is not shared.` : ""}
+**Why the Kafka targets (p99 ≤ 15 ms, ≥ 50k ticks/s) are missed, from the profiles** (\`node --cpu-prof\` on each service, BENCH_PROF_DIR; figures of the kafkajs bus measured 2026-12-01 at load average 15–20 on the 2 shared cores, CPU time, not wall). Latency: see *Where the milliseconds go* above. Throughput: per message, kafkajs' produce path costs ~8 µs of CPU at 1,000 messages per request (11 at 2,000: it groups messages by partition by copying the array per message, quadratic in the request; now capped at 1,000) and our consume path ~13–14 µs including decode and commit (was 20–29 µs: an Effect and a promise per message, now one offer and one pass per fetched batch); a tick is produced once and consumed twice (signals, store) after a Binance frame decode in ingest, plus the broker's own work, so a tick costs ≈ 8 + 2 × 14 µs of client CPU plus its frame decode before the broker's share: even if both cores did nothing else that is a ceiling near 50k/s, and here they also run the broker, the simulator and three more services. Reaching 50k/s would need fewer processes per tick (signals and store in one consumer of market.raw, or ingest → signals in one process) or a client with a cheaper produce path (see the platformatic rows), and a machine that is not shared.
+
+**Rate work of 2026-12-02** (issue 11). The simulator was the first ceiling (12.6–13.6k/s sent at 20k offered, at 30 % CPU: one writev per trade, 40 % of its profile); the frames of one loop turn now leave in one write, still one \`<symbol>@trade\` event per frame, and on its own it sends 97k/s at 100k offered (was 64k/s) at about half the CPU per trade. The next ceiling is CPU per tick in the clients and the broker, measured in catch-up mode (\`node bench/kafkaPipeline.ts <client> cost\`: 300,000 ticks published through the Bus in 2,000-tick batches while \`service signals\` and \`service store\` consume them; CPU seconds of each process ÷ ticks; platformatic, load 10–14): produce 9.3–10.7 µs, broker ~15 µs, signals 11–12 µs, store 10–14 µs (kafkajs produce 14.3 µs). With ingest's frame receive and decode, the simulator, risk and orders, a tick costs ≈ 55 µs of CPU: ≈ 36k ticks/s if both cores did nothing else; 50k/s needs under 40 µs. Hand-written Tick JSON on market.raw (encode 1.65 → 0.41 µs, decode 1.30 → 0.66 µs on one core; the schema decides whatever the hand checks refuse) took the Schema interpreter out of it; what is left is the clients' per-record work (platformatic builds each record from small buffers and concatenates them twice per request; its consumer builds a message object, a header map and a commit closure per record) and the broker's.` : ""}
 `
 }
 
 /**
- * Only the sustained-rate runs, at chosen rates, one JSON line each (the full table comes from `bench/run.ts`):
+ * CPU per tick in catch-up mode (full batches, so the figure moves less with the machine's load than a rate does):
+ * `service signals` and `service store` are started on a fresh prefix and ready, then `n` ticks are published through
+ * the Bus in 2,000-tick batches from this process while they consume; each process's CPU seconds ÷ n (the broker's
+ * when BROKER_PID is given; a shared broker also carries others' traffic). Not part of `npm run bench`.
+ */
+export const catchUpCost = async (client: KafkaClient, n: number): Promise<Record<string, number>> => {
+  const { Effect } = await import("effect")
+  const { Bus, namespaced } = await import("../src/bus/Bus.ts")
+  const { MarketRaw } = await import("../src/domain/Topics.ts")
+  const bus = client === "kafkajs" ? await import("../layers/KafkaBus.ts") : await import("../layers/PlatformaticKafkaBus.ts")
+  const prefix = `bench.cost.${process.pid}.${Date.now().toString(36)}.`
+  const dataDir = mkdtempSync(join(tmpdir(), "bench-kafka-cost-"))
+  const env = { ...openLimits, BUS: "kafka", KAFKA_CLIENT: client, KAFKA_TOPIC_PREFIX: prefix, DATA_DIR: dataDir, STORE_ENABLED: "true" }
+  const services = ["signals", "store"].map((stage) => startService(stage, env, cli))
+  try {
+    await Promise.all(services.map((s) => until200(s, "/ready")))
+    const t0 = Date.now() - 3_600_000
+    const ticks = Array.from({ length: n }, (_, i) => ({
+      key: "BTCUSDT",
+      value: { symbol: "BTCUSDT", price: 65_000 + Math.round(Math.sin(i / 50) * 5_000) / 100, size: 0.001 * (1 + (i % 50)), side: i % 2 === 0 ? "SELL" as const : "BUY" as const, tradeId: 1 + i, ts: t0 + i, receivedAt: t0 + i }
+    }))
+    const brokerPid = Number(process.env.BROKER_PID ?? 0)
+    const before = [...services.map((s) => procStat(s.child.pid ?? 0)?.cpuSec ?? Number.NaN), procStat(brokerPid)?.cpuSec ?? Number.NaN]
+    const own = process.cpuUsage()
+    await Effect.runPromise(
+      Effect.gen(function*() {
+        const b = namespaced(prefix, yield* Bus)
+        for (let i = 0; i < n; i += 2_000) yield* b.publishAll(MarketRaw, ticks.slice(i, i + 2_000))
+      }).pipe(Effect.provide(bus.layerConfig({ brokers, clientId: "bench-cost", partitions: 3 })), Effect.scoped)
+    )
+    const produced = process.cpuUsage(own)
+    const done: Record<string, number> = {}
+    for (let i = 0; i < 600 && Object.keys(done).length < services.length; i++) {
+      const { lag } = await groupLags(prefix, services.map((s) => s.stage).filter((g) => done[g] === undefined), n)
+      services.forEach((s) => {
+        if (lag[s.stage] === 0) done[s.stage] = procStat(s.child.pid ?? 0)?.cpuSec ?? Number.NaN
+      })
+      await sleep(250)
+    }
+    const perTick = (sec: number) => Math.round((1e7 * sec) / n) / 10
+    return {
+      produce: perTick((produced.user + produced.system) / 1e6),
+      ...Object.fromEntries(services.map((s, i) => [s.stage, perTick((done[s.stage] ?? Number.NaN) - before[i])])),
+      ...(brokerPid > 0 ? { broker: perTick((procStat(brokerPid)?.cpuSec ?? Number.NaN) - before[services.length]) } : {})
+    }
+  } finally {
+    await Promise.all(services.map((s) => stop(s.child)))
+    rmSync(dataDir, { recursive: true, force: true })
+  }
+}
+
+/**
+ * Only the sustained-rate runs, at chosen rates, one JSON line each (the full table comes from `bench/run.ts`), or
+ * the catch-up CPU per tick (µs per process):
  *   node bench/kafkaPipeline.ts <kafkajs|platformatic> <rate> [<rate> …]
+ *   node bench/kafkaPipeline.ts <kafkajs|platformatic> cost [<ticks, default 300000>]
  */
 if (import.meta.main) {
-  const [client, ...rates] = process.argv.slice(2)
-  if (client !== "kafkajs" && client !== "platformatic") throw new Error("usage: node bench/kafkaPipeline.ts <kafkajs|platformatic> <rate>…")
-  for (const rate of rates.map(Number)) {
-    const r = await kafkaPipelineRun(rate, 6, 3, { store: true, client })
-    console.log(JSON.stringify({ client, rate, kept: keptUp(rate, r), ...r, latencies: undefined }))
+  const [client, ...rest] = process.argv.slice(2)
+  if (client !== "kafkajs" && client !== "platformatic") throw new Error("usage: node bench/kafkaPipeline.ts <kafkajs|platformatic> <rate>… | cost [ticks]")
+  if (rest[0] === "cost") console.log(JSON.stringify({ client, usPerTick: await catchUpCost(client, Number(rest[1] ?? 300_000)) }))
+  else {
+    for (const rate of rest.map(Number)) {
+      const r = await kafkaPipelineRun(rate, 6, 3, { store: true, client })
+      console.log(JSON.stringify({ client, rate, kept: keptUp(rate, r), ...r, latencies: undefined }))
+    }
   }
 }
