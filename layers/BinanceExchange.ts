@@ -54,6 +54,8 @@ export interface BinanceExchangeOptions {
   readonly idleTimeout: Duration.Duration
   /** After our close frame, how long to wait for the exchange's (default 5 s). */
   readonly closeTimeout?: Duration.Duration
+  /** Longest the next order's request waits with its connection open ahead before it is dropped (default 4 s). */
+  readonly warmHold?: Duration.Duration
 }
 
 /** A frame larger than this closes the socket (1009); smaller oversized frames are dead-lettered by the codec. */
@@ -266,9 +268,20 @@ const sendRequest = (req: ClientRequest, body: string | undefined, timeoutMs: nu
  * next answer, so a quiet or unreachable exchange gets no connection churn. Nothing reaches the exchange before its
  * use: headers and body leave together at `end`. A dropped connection not yet noticed fails the order as
  * "socket hang up" (outcome unknown, looked up), exactly as a pooled keep-alive connection would.
+ *
+ * It waits at most `holdMs` (then dropped): a socket held by a waiting request is not in the agent's free list, so
+ * node's own retirement of idle sockets before the server's keep-alive timeout does not apply to it, and servers and
+ * proxies close idle connections after a few seconds (node's default is 5 s). TCP keep-alive probes are turned on for
+ * it, so a peer that vanished is noticed.
  */
-const makeWarmRequests = (origin: Origin, path: string, headers: Record<string, string>) => {
-  let warm: { readonly req: ClientRequest; attached: boolean; readonly drop: (e: unknown) => void; readonly onClose: () => void } | undefined
+const makeWarmRequests = (origin: Origin, path: string, headers: Record<string, string>, holdMs: number) => {
+  let warm: {
+    readonly req: ClientRequest
+    attached: boolean
+    readonly drop: (e: unknown) => void
+    readonly onClose: () => void
+    readonly expiry: ReturnType<typeof setTimeout>
+  } | undefined
   let closed = false
   return {
     /** The waiting request if its connection is attached and open (it is then no longer waiting), else undefined. */
@@ -276,6 +289,7 @@ const makeWarmRequests = (origin: Origin, path: string, headers: Record<string, 
       const w = warm
       if (w === undefined || !w.attached || w.req.destroyed || w.req.socket === null || w.req.socket.destroyed || !w.req.socket.writable) return undefined
       warm = undefined
+      clearTimeout(w.expiry)
       // from now on the request's own listeners decide (the socket goes back to the pool after the answer)
       w.req.removeListener("error", w.drop)
       w.req.socket.removeListener("close", w.onClose)
@@ -290,15 +304,19 @@ const makeWarmRequests = (origin: Origin, path: string, headers: Record<string, 
         drop: (_e: unknown) => {
           if (warm !== entry) return
           warm = undefined
+          clearTimeout(entry.expiry)
           req.destroy()
         },
-        onClose: () => entry.drop(undefined)
+        onClose: () => entry.drop(undefined),
+        // held too long: dropped (the next answer opens a new one); never keeps the process alive
+        expiry: setTimeout(() => entry.drop(undefined), holdMs).unref()
       }
       req.on("error", entry.drop)
       req.once("socket", (socket) => {
         // taken before its connection came (cannot happen: `take` wants it attached) or already dropped
         if (warm !== entry) return
         entry.attached = true
+        socket.setKeepAlive(true, 1_000)
         // the exchange closed the connection while the request waited: drop it (a new one opens after the next answer)
         socket.once("close", entry.onClose)
       })
@@ -373,7 +391,7 @@ export const make = (options: BinanceExchangeOptions) =>
     const getHeaders: Record<string, string> = { "X-MBX-APIKEY": Redacted.value(options.apiKey) }
     const formHeaders: Record<string, string> = { ...getHeaders, "Content-Type": "application/x-www-form-urlencoded" }
     const ORDER_PATH = "/api/v3/order"
-    const warmOrders = makeWarmRequests(origin, `${pathBase}${ORDER_PATH}`, formHeaders)
+    const warmOrders = makeWarmRequests(origin, `${pathBase}${ORDER_PATH}`, formHeaders, Duration.toMillis(options.warmHold ?? Duration.seconds(4)))
     const warmKey = originKey(origin)
     const registry = warmByOrigin.get(warmKey) ?? new Set()
     warmByOrigin.set(warmKey, registry)
@@ -403,9 +421,17 @@ export const make = (options: BinanceExchangeOptions) =>
           const req = (placement ? warmOrders.take() : undefined) ?? openRequest(origin, target, method, inBody ? formHeaders : getHeaders)
           abort = sendRequest(req, inBody ? query : undefined, timeoutMs, (outcome) => {
             if (!("_tag" in outcome)) {
-              // the exchange answers orders: have the next one's connection ready
-              if (placement) warmOrders.open()
-              return resume(Effect.succeed(outcome))
+              resume(Effect.succeed(outcome))
+              // the exchange answers orders: have the next one's connection ready (best effort: a request node
+              // refuses to open now is simply not opened ahead; the next order opens its own and sees the error)
+              if (placement) {
+                try {
+                  warmOrders.open()
+                } catch {
+                  // nothing held
+                }
+              }
+              return
             }
             if (outcome._tag === "Timeout") {
               return resume(Effect.fail(

@@ -32,8 +32,9 @@ const silentServer = Effect.acquireRelease(
     })
 )
 
-const exchangeAt = (restBaseUrl: string, httpTimeout: Duration.Duration) =>
+const exchangeAt = (restBaseUrl: string, httpTimeout: Duration.Duration, warmHold?: Duration.Duration) =>
   BinanceExchange.make({
+    ...(warmHold === undefined ? {} : { warmHold }),
     wsBaseUrl: "ws://127.0.0.1:1",
     restBaseUrl,
     apiKey: Redacted.make("key"),
@@ -146,6 +147,22 @@ describe("REST client", () => {
       assert.strictEqual(server.requests.length, 2)
       assert.strictEqual(server.requests[1].connection, 1, "the second order went out on the connection opened ahead")
       assert.match(server.requests[1].body, /newClientOrderId=at-warm-2&.*&signature=[0-9a-f]{64}$/)
+    }).pipe(Effect.scoped))
+
+  it.live("a connection opened ahead is dropped after its longest hold; the next order still goes out", () =>
+    Effect.gen(function*() {
+      const server = yield* answeringServer
+      const exchange = yield* exchangeAt(server.url, Duration.seconds(5), Duration.millis(300))
+      yield* exchange.placeOrder({ ...order, clientOrderId: "at-hold-1" })
+      yield* until(() => server.sockets.length === 2 && BinanceExchange.idleConnections(server.url) === 2, "a connection opened ahead")
+      const held = server.sockets[1] as { readonly destroyed: boolean }
+      // nobody orders: after 300 ms the waiting request lets its connection go (servers close idle ones after ~5 s)
+      yield* until(() => BinanceExchange.idleConnections(server.url) === 1 && held.destroyed, "the held connection closed")
+      assert.strictEqual(server.requests.length, 1, "nothing was sent on it")
+      const next = yield* exchange.placeOrder({ ...order, clientOrderId: "at-hold-2" })
+      assert.strictEqual(next.clientOrderId, "at-hold-2")
+      assert.strictEqual(server.requests.length, 2)
+      assert.notStrictEqual(server.requests[1].connection, 1, "not on the dropped connection")
     }).pipe(Effect.scoped))
 
   it.live("a connection opened ahead that the exchange closes is dropped; the next order opens its own", () =>
