@@ -41,8 +41,8 @@ export const HOPS: ReadonlyArray<readonly [from: string, to: string, what: strin
   ["orders", "lane", "hand-off to the symbol's order lane"],
   ["lane", "submit", "order manager: record, exchange rules, decimal quantity"],
   ["submit", "post", "OrderSubmitted made durable (orders.events) before the request leaves"],
-  ["post", "written", "HMAC signing, HTTP request written"],
-  ["written", "received", "loopback → simulator's HTTP handler"]
+  ["post", "written", "HMAC signing, HTTP request written (marked when `end` returns; see the note below the table)"],
+  ["written", "received", "loopback → simulator's HTTP handler (read with the hop above)"]
 ]
 
 /** Per-hop medians of the orders the simulator timed, joined by trade id with the LATENCY_TRACE lines. */
