@@ -304,10 +304,12 @@ export const commitBatch = (deliveries: ReadonlyArray<Delivery<unknown>>): Effec
  * A stage stopped in between has at most the batches since the last answered commit redelivered (at-least-once, as
  * any crash). The drain waits for lag 0 at the broker, so it sees the last commit land.
  *
+ * The commit fiber is a child of the caller, or lives in `scope` when one is given (a caller that ends early).
+ *
  * Before, each batch waited for the previous batch's commit: a stage then took one batch per commit round trip, and
  * at 1k ticks/s over Kafka a tick waited ~6 ms in the signal stage's queue behind commits (LATENCY_TRACE, 2026-12-02).
  */
-export const makeCommitBehind = (): {
+export const makeCommitBehind = (scope?: Scope.Scope): {
   readonly commit: (deliveries: ReadonlyArray<Delivery<unknown>>) => Effect.Effect<void, BusError>
   /** Waits until everything handed to `commit` is committed (raising a commit's error), e.g. when the input ended. */
   readonly flush: Effect.Effect<void, BusError>
@@ -355,7 +357,8 @@ export const makeCommitBehind = (): {
         for (const d of deliveries) pending.set(d.partition, d)
         if (active || pending.size === 0) return Effect.void
         active = true
-        return Effect.map(Effect.forkChild(guarded), (fiber) => {
+        // in `scope` when given: a caller that ends before the commit is answered (an order lane) must not take it along
+        return Effect.map(scope === undefined ? Effect.forkChild(guarded) : Effect.forkIn(guarded, scope), (fiber) => {
           if (active) current = fiber
         })
       })

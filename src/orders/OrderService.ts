@@ -6,7 +6,8 @@
  *
  * Commits with lanes: a Kafka commit is cumulative per partition, so a delivery is committed only when it and every
  * delivery before it on its partition are done (`CommitTracker`). A crash therefore redelivers at most what was not
- * finished, and redelivered approvals are recognised from `orders.events` and not sent again.
+ * finished, and redelivered approvals are recognised from `orders.events` and not sent again. A lane does not wait for
+ * that commit's answer before its next approval (`makeCommitBehind`: one commit in flight, newer ones coalesced).
  * Control messages lift halts on /resume. A lane that fails (bus error) fails the stage, which is restarted and rebuilds.
  *
  * Scale-out: instances share the `orders` group; each places the orders of the symbols of its partitions of
@@ -21,7 +22,7 @@
  * order id again beside the new owner.
  */
 import { Cause, Deferred, Duration, Effect, Schedule, Stream } from "effect"
-import { Bus, type Delivery, follow, replayThenLive } from "../bus/Bus.ts"
+import { Bus, type Delivery, follow, makeCommitBehind, replayThenLive } from "../bus/Bus.ts"
 import { partitionOf } from "../bus/Partitioner.ts"
 import type { BusError } from "../domain/Errors.ts"
 import type { Approved } from "../domain/Messages.ts"
@@ -197,6 +198,19 @@ export const runOrders = (options: OrderManagerOptions) =>
       }
 
       const tracker = makeCommitTracker<Delivery<Approved>>()
+      /**
+       * The lane goes on to its next approval while the commit of the handled prefix is in flight (one commit in flight,
+       * later ones coalesced per partition: makeCommitBehind). Before, each approval of a symbol waited for the previous
+       * one's commit round trip. The commit still names only deliveries handled with every one before them, is skipped
+       * if the partition moved meanwhile (the new owner commits), and a failed commit fails the stage at once, as before.
+       */
+      const committer = makeCommitBehind(scope)
+      const behind = (d: Delivery<Approved>): Delivery<Approved> => ({
+        ...d,
+        commit: Effect.flatMap(d.assigned, (owned) => owned ? d.commit : Effect.void).pipe(
+          Effect.tapCause((cause) => Cause.hasInterruptsOnly(cause) ? Effect.void : Deferred.failCause(failed, cause))
+        )
+      })
       const consume = bus.subscribe(SignalsApproved, { group: ORDERS_GROUP }).pipe(
         Stream.runForEach((d) =>
           Effect.gen(function*() {
@@ -213,7 +227,7 @@ export const runOrders = (options: OrderManagerOptions) =>
               // moved while it was handled: the new owner commits (a commit of an ended assignment is refused or stale)
               if (!(yield* d.assigned)) return tracker.drop(d)
               const committable = tracker.done(d)
-              if (committable !== undefined) yield* committable.commit
+              if (committable !== undefined) yield* committer.commit([behind(committable)])
             })
             yield* enqueue(d.value.candidate.symbol, job)
           })

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Exit } from "effect"
+import { Deferred, Effect, Exit, Fiber, Scope } from "effect"
 import { type Delivery, makeCommitBehind } from "../../src/bus/Bus.ts"
 import { BusError } from "../../src/domain/Errors.ts"
 
@@ -80,5 +80,24 @@ describe("makeCommitBehind", () => {
       assert.include(String(Exit.isFailure(next) ? next.cause : ""), "commit blew up")
       assert.isTrue(Exit.isFailure(yield* Effect.exit(committer.flush)))
       assert.strictEqual(commits.length, 1, "nothing after a dead commit is committed")
+    }))
+
+  it.effect("with a scope, a caller that ends before its commit is answered (an order lane) leaves the commit running", () =>
+    Effect.gen(function*() {
+      const { commits, delivery, settle } = yield* harness
+      const scope = yield* Scope.make()
+      const committer = makeCommitBehind(scope)
+      // the caller fiber ends right after handing over its delivery, as a lane fiber does when it has nothing left
+      yield* Fiber.join(yield* Effect.forkChild(committer.commit([delivery(0, 1)])))
+      yield* settle
+      assert.deepStrictEqual(commits.map((c) => [c.partition, c.offset]), [[0, 1]])
+      Deferred.doneUnsafe(commits[0].answer, Exit.void)
+      yield* settle
+      // a commit fiber taken along by its caller would have been interrupted: the flush and next commits would fail
+      assert.isTrue(Exit.isSuccess(yield* Effect.exit(committer.flush)))
+      yield* committer.commit([delivery(0, 2)])
+      yield* settle
+      assert.deepStrictEqual(commits.map((c) => [c.partition, c.offset]), [[0, 1], [0, 2]])
+      yield* Scope.close(scope, Exit.void)
     }))
 })
