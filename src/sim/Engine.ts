@@ -120,6 +120,8 @@ interface Market {
    */
   readonly recent: Array<{ readonly time: number; volume: Fixed.Fixed; notional: Fixed.Fixed }>
   recentHead: number
+  /** Time of the symbol's last trade (avgPrice's closeTime), undefined before the first. */
+  lastTradeTime: number | undefined
 }
 
 export class SimEngine {
@@ -152,7 +154,8 @@ export class SimEngine {
         nextTradeId: 1,
         nextOrderId: 1,
         recent: [],
-        recentHead: 0
+        recentHead: 0,
+        lastTradeTime: undefined
       })
       this.#balance(spec.baseAsset)
       this.#balance(spec.quoteAsset)
@@ -177,6 +180,11 @@ export class SimEngine {
   }
 
   /** Volume-weighted price of the last `avgPriceMins` minutes; the last price when nothing traded. */
+  /** When the symbol last traded (Binance's avgPrice `closeTime`: "Last trade time"); undefined before its first trade. */
+  lastTradeTime(symbol: string): number | undefined {
+    return this.#market(symbol).lastTradeTime
+  }
+
   avgPrice(symbol: string): Fixed.Fixed {
     const market = this.#market(symbol)
     this.#prune(market)
@@ -391,6 +399,7 @@ export class SimEngine {
 
   #publish(market: Market, price: Fixed.Fixed, qty: Fixed.Fixed, buyerIsMaker: boolean, time: number): number {
     const tradeId = market.nextTradeId++
+    market.lastTradeTime = time
     const last = market.recent.length > market.recentHead ? market.recent[market.recent.length - 1] : undefined
     if (last !== undefined && last.time === time) {
       last.volume += qty

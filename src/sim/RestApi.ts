@@ -374,7 +374,7 @@ export class RestApi {
   #avgPrice(params: Params): Handled {
     const symbol = this.#requiredSymbol(params)
     const spec = this.#engine.spec(symbol)!
-    return { body: { mins: spec.avgPriceMins, price: Fixed.format(this.#engine.avgPrice(symbol)), closeTime: this.#now() } }
+    return { body: { mins: spec.avgPriceMins, price: Fixed.format(this.#engine.avgPrice(symbol)), closeTime: this.#engine.lastTradeTime(symbol) ?? this.#now() } }
   }
 
   #tickerPrice(params: Params): Handled {

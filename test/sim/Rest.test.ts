@@ -59,6 +59,20 @@ describe("public REST endpoints", () => {
       expect((await publicGet(sim, "/api/v3/nope")).status).toBe(404)
     }))
 
+  it("avgPrice: mins, the window's average price, and closeTime = the last trade's time (not the request's)", () =>
+    withSim({ symbols: ["BTCUSDT"] }, async (sim) => {
+      sim.emitTrade("BTCUSDT", 60_000, 0.5)
+      const last = (await publicGet(sim, "/api/v3/historicalTrades?symbol=BTCUSDT&limit=1")).body[0]
+      // later than the trade, by at least a millisecond, so "now" and "last trade" differ
+      const waitedUntil = last.time + 2
+      while (Date.now() < waitedUntil) await new Promise((resolve) => setImmediate(resolve))
+      const avg = await publicGet(sim, "/api/v3/avgPrice?symbol=BTCUSDT")
+      expect(Object.keys(avg.body)).toEqual(["mins", "price", "closeTime"])
+      expect(avg.body.mins).toBe(5)
+      expect(avg.body.price).toMatch(/^\d+\.\d{8}$/)
+      expect(avg.body.closeTime).toBe(last.time)
+    }))
+
   it("serverTime follows the configured clock skew", () =>
     withSim({}, async (sim) => {
       sim.setClockSkewMs(3_600_000)
