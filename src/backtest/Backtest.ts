@@ -12,6 +12,7 @@ import { combinations, type Fold, type GridSpec, variantsOf, walkForward } from 
 import { checkWritable, EXIT_DATA, preflight, ReplayInputError, usage } from "./Inputs.ts"
 import { type Metrics, periodBasisFor, periodName, RANK_METRICS, type RankMetric, rankBy } from "./Metrics.ts"
 import { DEFAULT_BALANCE, flagFilters, type PaperOptions, quoteAssetOf, type RulesOf } from "./PaperExecution.ts"
+import { openDuckDB } from "../storage/ParquetSource.ts"
 import { baseVariant, formatSummary, metricsOf, type ReplayPlan, type ReplayProgress, replayVariants, type Variant, type VariantResult } from "./Replay.ts"
 import { duration, makeMarketRecorder, renderReport } from "./Report.ts"
 
@@ -91,11 +92,15 @@ const pctText = (x: number | undefined, d = 2) => (x === undefined || !Number.is
 const numText = (x: number | undefined, d = 2) => (x === undefined || !Number.isFinite(x) ? "-" : x.toFixed(d))
 
 export const runBacktest = (o: BacktestOptions) =>
-  Effect.gen(function*() {
+  Effect.scoped(Effect.gen(function*() {
     const bad = checkOptions(o)
     if (bad !== undefined) return yield* usage(bad)
     if (o.report !== undefined) yield* checkWritable(o.report)
-    const pre = yield* preflight(o.path, { ...(o.from === undefined ? {} : { from: o.from }), ...(o.to === undefined ? {} : { to: o.to }) })
+    // one DuckDB for the input checks and the merge (closed when the backtest ends)
+    const duckdb = yield* openDuckDB.pipe(
+      Effect.mapError((e) => new ReplayInputError({ message: `${o.path}: cannot read (${e.message.split("\n")[0]})`, exitCode: EXIT_DATA }))
+    )
+    const pre = yield* preflight(o.path, { ...(o.from === undefined ? {} : { from: o.from }), ...(o.to === undefined ? {} : { to: o.to }) }, duckdb)
     const warnings: Array<string> = []
     for (const s of pre.skipped) {
       if (o.strict === true) return yield* new ReplayInputError({ message: `${s.path}: ${s.why} (--strict)`, exitCode: EXIT_DATA })
@@ -161,6 +166,7 @@ export const runBacktest = (o: BacktestOptions) =>
       o.path,
       {
         files: pre.files,
+        duckdb,
         ...(o.symbols === undefined ? {} : { symbols: o.symbols }),
         ...(o.from === undefined ? {} : { from: o.from }),
         ...(o.to === undefined ? {} : { to: o.to })
@@ -265,6 +271,6 @@ export const runBacktest = (o: BacktestOptions) =>
       html,
       reportMs
     } satisfies BacktestOutcome
-  })
+  }))
 
 export const RANK_BY_NAMES = Object.keys(RANK_METRICS) as ReadonlyArray<RankMetric>

@@ -8,6 +8,7 @@ import { DuckDBInstance } from "@duckdb/node-api"
 import { Data, Effect, Runtime } from "effect"
 import { access, constants, readdir, stat } from "node:fs/promises"
 import { dirname, join, resolve } from "node:path"
+import type { DuckDBSession } from "../storage/ParquetSource.ts"
 import { TMP_SUFFIX } from "../storage/TickStore.ts"
 
 export const EXIT_USAGE = 2
@@ -53,8 +54,11 @@ export const schemaProblem = (path: string, columns: ReadonlyMap<string, { reado
   return undefined
 }
 
-/** Lists the Parquet files, sorts out those that are not tick files, and reads symbols and time range from the footers. */
-export const preflight = (path: string, filter: { readonly from?: number; readonly to?: number }) =>
+/**
+ * Lists the Parquet files, sorts out those that are not tick files, and reads symbols and time range from the footers,
+ * through `duckdb` when given (the replay's own, kept open for the merge), else a DuckDB of its own.
+ */
+export const preflight = (path: string, filter: { readonly from?: number; readonly to?: number }, duckdb?: DuckDBSession) =>
   Effect.gen(function*() {
     const info = yield* Effect.promise(() => stat(path).catch(() => undefined))
     if (info === undefined) return yield* new ReplayInputError({ message: `${path}: no such file or directory`, exitCode: EXIT_NO_INPUT })
@@ -67,8 +71,8 @@ export const preflight = (path: string, filter: { readonly from?: number; readon
     if (all.length === 0) return yield* new ReplayInputError({ message: `${path}: no .parquet tick files here`, exitCode: EXIT_DATA })
     return yield* Effect.tryPromise({
       try: async () => {
-        const instance = await DuckDBInstance.create(":memory:", { threads: "1" })
-        const c = await instance.connect()
+        const instance = duckdb === undefined ? await DuckDBInstance.create(":memory:", { threads: "1" }) : undefined
+        const c = duckdb?.connection ?? (await instance!.connect())
         try {
           const schemaOf = async (files: ReadonlyArray<string>) =>
             (await c.runAndReadAll(
@@ -140,8 +144,10 @@ export const preflight = (path: string, filter: { readonly from?: number; readon
           if (filter.to !== undefined) maxTs = maxTs === undefined ? filter.to : Math.min(maxTs, filter.to)
           return { files, skipped, symbols: [...symbols].sort(), minTs, maxTs } satisfies Preflight
         } finally {
-          c.closeSync()
-          instance.closeSync()
+          if (instance !== undefined) {
+            c.closeSync()
+            instance.closeSync()
+          }
         }
       },
       catch: (cause) =>

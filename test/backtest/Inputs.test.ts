@@ -1,10 +1,12 @@
 /** `autotrader replay` with bad inputs, as a user runs it: one line on stderr naming the problem, and its exit code. */
+import { DuckDBInstance } from "@duckdb/node-api"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Runtime } from "effect"
 import { type BacktestOptions, runBacktest } from "../../src/backtest/Backtest.ts"
 import { parseGrid } from "../../src/backtest/Grid.ts"
 import { parseLatency } from "../../src/cli/ReplayCommand.ts"
 import { spawn } from "node:child_process"
+import { vi } from "vitest"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -90,4 +92,32 @@ describe("replay input checks", () => {
       rmSync(dir, { recursive: true, force: true })
     }
   }, 180_000)
+})
+
+describe("replay's DuckDB", () => {
+  it.effect("the input checks and the merge read through ONE instance, closed when the backtest ends", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir("autotrader-onedb-")
+      yield* storeTicks(dir, walkTicks(600, T0))
+      const created: Array<DuckDBInstance> = []
+      const closed = new Set<DuckDBInstance>()
+      const create = DuckDBInstance.create.bind(DuckDBInstance)
+      const spyCreate = vi.spyOn(DuckDBInstance, "create").mockImplementation(async (...args) => {
+        const instance = await create(...args)
+        created.push(instance)
+        return instance
+      })
+      const closeSync = DuckDBInstance.prototype.closeSync
+      const spyClose = vi.spyOn(DuckDBInstance.prototype, "closeSync").mockImplementation(function(this: DuckDBInstance) {
+        closed.add(this)
+        closeSync.call(this)
+      })
+      const outcome = yield* runBacktest(base(dir)).pipe(Effect.ensuring(Effect.sync(() => {
+        spyCreate.mockRestore()
+        spyClose.mockRestore()
+      })))
+      assert.strictEqual(outcome.ticks, 600)
+      assert.strictEqual(created.length, 1)
+      assert.isTrue(closed.has(created[0]))
+    }))
 })
