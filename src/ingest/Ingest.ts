@@ -11,7 +11,7 @@
  * - On interruption it sends a close frame and keeps publishing frames until the exchange's close (bounded).
  * - Every frame that fails to decode, or names a symbol not subscribed, is dead-lettered (`dlq`); the stream goes on.
  */
-import { Clock, Config, Deferred, Duration, Effect, Fiber, Metric, Option, Schedule, Stream } from "effect"
+import { Clock, Config, Deferred, Duration, Effect, Exit, Fiber, Metric, Option, Schedule, Stream } from "effect"
 import { Bus, type BusShape, publishDeadLetter } from "../bus/Bus.ts"
 import type { BusError } from "../domain/Errors.ts"
 import { type MarketGap, type Tick, tickId } from "../domain/Messages.ts"
@@ -138,12 +138,9 @@ export const ingestFrames = <E, R>(
     }
     const fills = new Set<Fiber.Fiber<void>>()
 
-    const publish = (ticks: ReadonlyArray<Tick>) =>
-      ticks.length === 0
-        ? Effect.void
-        : bus.publishAll(MarketRaw, ticks.map((t) => ({ key: t.symbol, value: t }))).pipe(
-          Effect.andThen(Metric.update(ticksIngested, ticks.length))
-        )
+    const stageScope = yield* Effect.scope
+    const publisher = yield* makeTickPublisher(bus)
+    const publish = publisher.offer
 
     const reportGap = (lane: Lane, firstMissing: number, lastMissing: number, reason: string) =>
       Effect.gen(function*() {
@@ -294,11 +291,14 @@ export const ingestFrames = <E, R>(
         if (duplicates > 0) yield* Metric.update(duplicatesDropped, duplicates)
         // what came before the gaps is published first; the fills then run beside the live stream
         yield* publish(live)
-        for (const lane of gapped) fills.add(yield* Effect.forkChild(fill(lane)))
+        // in the stage's scope: the frames loop runs in a race with the publisher's failure, and would take its children along
+        for (const lane of gapped) fills.add(yield* Effect.forkIn(fill(lane), stageScope))
         for (const f of fills) if (f.pollUnsafe() !== undefined) fills.delete(f)
       })
 
-    yield* frames.pipe(Stream.runForEachArray(handleChunk))
+    // a failed publish ends the stage at once (nothing after it is sent: see makeTickPublisher)
+    yield* Effect.raceFirst(frames.pipe(Stream.runForEachArray(handleChunk)), publisher.failed)
+    yield* publisher.flush
     // the stream ended (clean close): let the fills finish, within the stop bound
     const pending = [...fills]
     if (pending.length > 0) {
@@ -310,6 +310,80 @@ export const ingestFrames = <E, R>(
         yield* Effect.forEach(pending, Fiber.interrupt, { discard: true })
       }
     }
+    yield* publisher.flush
+  }).pipe(Effect.scoped)
+
+/** Ticks offered and not yet sent beyond which `offer` waits (the exchange's frames then wait in the socket). */
+const PUBLISH_PENDING_MAX = 20_000
+
+/**
+ * Publishes ticks to market.raw without holding the ingest loop for the broker's answer: ticks offered while a publish
+ * is in flight wait here and leave together in the next one, in the order offered (one FIFO for live ticks and
+ * backfills, so a symbol's ticks stay in id order). One publish in flight at a time: when it fails, nothing offered
+ * after it is ever sent (the waiting ticks are dropped, `failed` and every later `offer`/`flush` fail), so no tick
+ * reaches Kafka ahead of an earlier one that did not; the stage restarts from the store and backfills, as before.
+ * Before, each chunk of frames waited for its publish's answer before the next chunk was decoded.
+ */
+const makeTickPublisher = (bus: BusShape) =>
+  Effect.gen(function*() {
+    const scope = yield* Effect.scope
+    const failedWith = yield* Deferred.make<never, BusError>()
+    let pending: Array<Tick> = []
+    let sending = false
+    /** Woken after every answered publish (offers waiting for room, flushes). */
+    let answered = Deferred.makeUnsafe<void>()
+    const wake = () => {
+      const woken = answered
+      answered = Deferred.makeUnsafe<void>()
+      Deferred.doneUnsafe(woken, Effect.void)
+    }
+    const loop: Effect.Effect<void, BusError> = Effect.suspend(() => {
+      if (pending.length === 0) {
+        sending = false
+        wake()
+        return Effect.void
+      }
+      const ticks = pending
+      pending = []
+      return bus.publishAll(MarketRaw, ticks.map((t) => ({ key: t.symbol, value: t }))).pipe(
+        Effect.andThen(Metric.update(ticksIngested, ticks.length)),
+        Effect.andThen(Effect.sync(wake)),
+        Effect.andThen(loop)
+      )
+    })
+    const guarded = loop.pipe(
+      Effect.onExit((exit) =>
+        Exit.isSuccess(exit) ? Effect.void : Effect.sync(() => {
+          pending = []
+          Deferred.doneUnsafe(failedWith, Exit.failCause(exit.cause))
+          Deferred.doneUnsafe(answered, Effect.void)
+        })
+      )
+    )
+    const offer = (ticks: ReadonlyArray<Tick>): Effect.Effect<void, BusError> =>
+      Effect.suspend(() => {
+        if (Deferred.isDoneUnsafe(failedWith)) return Deferred.await(failedWith)
+        if (ticks.length === 0) return Effect.void
+        for (const t of ticks) pending.push(t)
+        const start = sending ? Effect.void : Effect.suspend(() => {
+          sending = true
+          return Effect.asVoid(Effect.forkIn(guarded, scope, { startImmediately: true }))
+        })
+        return pending.length < PUBLISH_PENDING_MAX ? start : Effect.andThen(start, room)
+      })
+    /** Waits until the ticks waiting are below the bound again (or the publisher failed). */
+    const room: Effect.Effect<void, BusError> = Effect.suspend(() => {
+      if (Deferred.isDoneUnsafe(failedWith)) return Deferred.await(failedWith)
+      if (pending.length < PUBLISH_PENDING_MAX) return Effect.void
+      return Effect.andThen(Deferred.await(answered), room)
+    })
+    /** Waits until everything offered is published; fails if a publish failed. */
+    const flush: Effect.Effect<void, BusError> = Effect.suspend(() => {
+      if (Deferred.isDoneUnsafe(failedWith)) return Deferred.await(failedWith)
+      if (!sending && pending.length === 0) return Effect.void
+      return Effect.andThen(Deferred.await(answered), flush)
+    })
+    return { offer, flush, failed: Deferred.await(failedWith) }
   })
 
 const deadLetter = (bus: BusShape, reason: string, error: string, raw: string) =>
