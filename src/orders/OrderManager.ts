@@ -259,12 +259,21 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
       }
     }
 
-    const emit = (event: OrderEvent): Effect.Effect<void, Fail> =>
-      Effect.gen(function*() {
-        const r = records.get(event.signalId)
-        if (r !== undefined) yield* fence(r)
+    /** The durable part of an event: fenced, applied here, published on orders.events. */
+    const record = (event: OrderEvent): Effect.Effect<void, Fail> => {
+      const publish = Effect.suspend(() => {
         observe(event)
-        yield* bus.publish(OrdersEvents, event.symbol, event)
+        return bus.publish(OrdersEvents, event.symbol, event)
+      })
+      const r = records.get(event.signalId)
+      return r === undefined ? publish : Effect.andThen(fence(r), publish)
+    }
+
+    const emit = (event: OrderEvent): Effect.Effect<void, Fail> => Effect.andThen(record(event), announce(event))
+
+    /** What follows an event once it is durable: metrics and its log line. */
+    const announce = (event: OrderEvent): Effect.Effect<void> =>
+      Effect.gen(function*() {
         const base = { signalId: event.signalId, clientOrderId: event.clientOrderId, symbol: event.symbol, side: event.side, qty: event.qty }
         const labels = { symbol: event.symbol, side: event.side }
         const decided = decidedAt.get(event.signalId)
@@ -376,17 +385,24 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
           yield* r.owner.catchUp
           if (FINAL.has(r.status)) return { _tag: "Done" } as const
         }
-        yield* fence(r)
         traceMark(r.origin.tickId, "submit")
         const signedAt = yield* exchange.serverTime
         const ts = yield* now
         const attempt = r.attempts + 1
         const signed = { signedAt, recvWindowMs: options.recvWindowMs }
-        yield* emit(attempt === 1 ? { _tag: "OrderSubmitted", ...eventBase(r, ts), ...signed } : { _tag: "OrderAttempt", ...eventBase(r, ts), ...signed, attempt })
-        yield* Metric.update(ordersSentBy({ symbol: r.symbol, side: r.side }), 1)
+        const submitted: OrderEvent = attempt === 1
+          ? { _tag: "OrderSubmitted", ...eventBase(r, ts), ...signed }
+          : { _tag: "OrderAttempt", ...eventBase(r, ts), ...signed, attempt }
+        // durable (fenced: still ours before the event) before the request leaves
+        yield* record(submitted)
         traceLink(r.clientOrderId, r.origin.tickId, "post")
-        yield* fence(r) // the publish above took time: still ours right before the request leaves?
-        const result = yield* exchange.placeOrder(requestFor(r, signedAt)).pipe(Effect.result)
+        yield* fence(r) // the publish above may have waited: still ours right before the request leaves?
+        // the request goes on the wire first; the event's metrics and log line follow once it is answered, failed or
+        // interrupted (they sat between the durable event and the request: ~a log line's formatting and write)
+        const result = yield* exchange.placeOrder(requestFor(r, signedAt)).pipe(
+          Effect.onExit(() => Effect.andThen(Metric.update(ordersSentBy({ symbol: r.symbol, side: r.side }), 1), announce(submitted))),
+          Effect.result
+        )
         if (result._tag === "Success") return { _tag: "Placed", order: result.success } as const
         const error = result.failure
         yield* countError(r, error)
