@@ -205,6 +205,28 @@ type LookupResult =
 
 const RESTING = new Set(["NEW", "PARTIALLY_FILLED", "PENDING_NEW"])
 
+/**
+ * `Effect.retry(self, { schedule, while: tag })`, with the retry machinery (schedule driver, metadata per attempt)
+ * set up only after a first failure with that tag: the first placement of an order is on the tick → order path and
+ * nearly always succeeds. Same attempts and delays: the first failure is replayed into the schedule.
+ */
+const retryAfterFirst = <A, E extends { readonly _tag: string }, R, T extends E["_tag"]>(
+  self: Effect.Effect<A, E, R>,
+  tag: T,
+  schedule: Schedule.Schedule<unknown, unknown>
+): Effect.Effect<A, E, R> =>
+  Effect.catchIf(self, (e): e is Extract<E, { readonly _tag: T }> => e._tag === tag, (first) => {
+    let replayed = false
+    return Effect.retry(
+      Effect.suspend(() => {
+        if (replayed) return self
+        replayed = true
+        return Effect.fail(first)
+      }),
+      { schedule, while: (e) => e._tag === tag }
+    )
+  })
+
 export const makeOrderManager = (options: OrderManagerOptions) =>
   Effect.gen(function*() {
     const bus = yield* Bus
@@ -226,6 +248,7 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
     // built once (a schedule is a description; each retry runs its own)
     const placeSchedule = backoff(options.maxAttempts - 1)
     const lookupSchedule = backoff(options.maxLookups - 1)
+    const resendSchedule = Schedule.recurs(options.maxResends)
 
     const observe = (e: OrderEvent): void => {
       let r = records.get(e.signalId)
@@ -328,11 +351,11 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
       yield* Effect.logDebug("exchange filters loaded", { symbols: list.map((r) => r.symbol) })
     })
 
-    const waitForPermit = Effect.gen(function*() {
-      const until = yield* Ref.get(notBefore)
-      const now = yield* Clock.currentTimeMillis
-      if (until > now) yield* Effect.sleep(Duration.millis(until - now))
-    })
+    // no clock read unless a 429/418 ever set a hold (the first placement of an order is on the tick → order path)
+    const waitForPermit = Effect.flatMap(Ref.get(notBefore), (until) =>
+      until === 0
+        ? Effect.void
+        : Effect.flatMap(Clock.currentTimeMillis, (now) => (until > now ? Effect.sleep(Duration.millis(until - now)) : Effect.void)))
 
     const eventBase = (r: OrderRecord, ts: number) => ({
       signalId: r.signalId,
@@ -455,8 +478,7 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
     const placeRound = (r: OrderRecord): Effect.Effect<PlaceResult, Fail> =>
       Effect.gen(function*() {
         const resyncs = yield* Ref.make(0)
-        return yield* placeOnce(r, resyncs).pipe(
-          Effect.retry({ schedule: placeSchedule, while: (e) => e._tag === "PlaceRetry" }),
+        return yield* retryAfterFirst(placeOnce(r, resyncs), "PlaceRetry", placeSchedule).pipe(
           Effect.catchTag("PlaceRetry", (e) =>
             Effect.gen(function*() {
               yield* giveUpFailed(r, e.code, `${e.reason}; not placed after ${options.maxAttempts} attempts`)
@@ -678,8 +700,7 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
             }
           }
         })
-        yield* cycle.pipe(
-          Effect.retry({ schedule: Schedule.recurs(options.maxResends), while: (e) => e._tag === "NotPlaced" }),
+        yield* retryAfterFirst(cycle, "NotPlaced", resendSchedule).pipe(
           Effect.catchTag("NotPlaced", (e) => giveUpFailed(r, -2013, `${e.reason}; gave up after ${options.maxResends} resends`)),
           Effect.catchTag("Moved", () => Effect.logInfo("symbol moved to another instance; order left to its new owner", { symbol: r.symbol }))
         )
