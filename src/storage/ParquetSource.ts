@@ -2,7 +2,8 @@
  * Stored ticks back out of Parquet, in (ts, trade_id, symbol) order, de-duplicated by (symbol, trade_id, ts).
  *
  * No global sort: the store writes each file for one symbol and one UTC hour, so files barely overlap in time.
- * Each file is read on its own (DuckDB sorts the one file by (ts, trade_id), streamed in 2048-row chunks) and the
+ * Each file is read on its own (a file the store wrote is already in order and streamed in 2048-row chunks; any other
+ * is sorted by DuckDB by (ts, trade_id) in one job and its chunks taken without a thread hop) and the
  * per-file streams are k-way merged here, in JS, by (ts, trade_id, symbol). A file is opened only when the merge
  * reaches its first timestamp (from the Parquet footer's statistics), so at any time only the files overlapping
  * the current instant are open (plus a small look-ahead): memory is bounded by that, not by the tree.
@@ -188,7 +189,10 @@ const doubles = (chunk: DuckDBDataChunk, column: number, n: number): Float64Arra
 interface Cursor {
   readonly file: FileInfo
   readonly connection: DuckDBConnection
+  /** Kept alive: the chunks are views of its memory. */
   readonly result: DuckDBResult
+  /** Requests the next chunk (null at the end). */
+  readonly fetch: () => Promise<DuckDBDataChunk | null>
   /** Symbol code of every row, when the file has one symbol; -1 when `codes` holds it per row. */
   readonly code: number
   next: Promise<DuckDBDataChunk | null> | undefined
@@ -342,13 +346,34 @@ const mergedTicks = (path: string, filter: TickFilter, stats: SourceStats) =>
       /** Starts a file's query and its first chunk; the cursor is ready once the promise resolves. */
       const start = async (file: FileInfo): Promise<Cursor> => {
         const connection = await connect()
-        const result = await connection.stream(fileQuery(file, filter, file.symbol === undefined ? names : undefined))
+        const codes = file.symbol === undefined ? names : undefined
+        const query = fileQuery(file, filter, codes)
+        let result: DuckDBResult
+        let fetch: () => Promise<DuckDBDataChunk | null>
+        if (codes !== undefined || !file.sorted) {
+          // a sorted query: DuckDB holds the whole sorted file before its first row anyway, so the file is
+          // materialized in one job on DuckDB's side and its chunks are taken synchronously. Streamed, every
+          // 2048-row chunk was a job of its own for a pool thread: 1,100 hand-offs on the foreign bench tree,
+          // each waking a thread that took the core from the merge (measured: 0.5 s of the main thread's wall
+          // time inside fetchChunk's synchronous part under load)
+          const materialized = await connection.run(query)
+          const count = materialized.chunkCount
+          let i = 0
+          result = materialized
+          fetch = () => Promise.resolve(i < count ? materialized.getChunk(i++) : null)
+        } else {
+          // the store's files, already in order: streamed (memory bounded by a chunk, not the file)
+          const streamed = await connection.stream(query)
+          result = streamed
+          fetch = () => streamed.fetchChunk()
+        }
         const cursor: Cursor = {
           file,
           connection,
           result,
+          fetch,
           code: file.symbol === undefined ? -1 : (code.get(file.symbol) ?? -1),
-          next: result.fetchChunk(),
+          next: fetch(),
           chunk: null,
           n: 0,
           pos: 0,
@@ -378,7 +403,7 @@ const mergedTicks = (path: string, filter: TickFilter, stats: SourceStats) =>
         c.next = undefined
         if (load(c, chunk)) {
           stats.rows += c.n
-          c.next = c.result.fetchChunk() // decoded while this chunk is merged
+          c.next = c.fetch() // decoded while this chunk is merged (streamed files)
           setHead(c)
           return true
         }

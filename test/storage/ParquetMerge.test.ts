@@ -1,10 +1,14 @@
+import { DuckDBResult } from "@duckdb/node-api"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Stream } from "effect"
 import type { Tick } from "../../src/domain/Messages.ts"
 import { readTicks } from "../../src/storage/ParquetSource.ts"
 import { replay } from "../../src/backtest/Replay.ts"
 import * as TickStore from "../../src/storage/TickStore.ts"
-import { columnsOf, mkTick, tempDir } from "./support.ts"
+import { mkdir } from "node:fs/promises"
+import { join } from "node:path"
+import { vi } from "vitest"
+import { columnsOf, mkTick, query, tempDir } from "./support.ts"
 
 const T = Date.UTC(2024, 4, 1, 10)
 
@@ -162,5 +166,45 @@ describe("ParquetSource k-way merge", () => {
       )
       const got = yield* readTicks(dir).pipe(Stream.runCollect)
       assert.deepStrictEqual(got, canonical([...btc, ...eth]))
+    }))
+
+  it.effect("a file DuckDB must sort is taken whole in one job, never a pool-thread hand-off per chunk; the store's sorted files stay streamed", () =>
+    Effect.gen(function*() {
+      const foreign = yield* tempDir()
+      const own = yield* tempDir()
+      // 7000 rows (4 DuckDB chunks) in shuffled order, as another tool writes them (no sorted mark)
+      const d = join(foreign, "raw", "symbol=BTCUSDT", "date=2024-05-01")
+      yield* Effect.promise(() => mkdir(d, { recursive: true }))
+      yield* query(
+        `COPY (SELECT epoch_ms((${T} + i)::BIGINT)::TIMESTAMP_MS AS ts, 'BTCUSDT' AS symbol, 100.0 + i % 13 AS price, 0.5 AS size,` +
+          ` CASE WHEN i % 3 = 0 THEN 'SELL' ELSE 'BUY' END AS side, (3000000000 + i)::BIGINT AS trade_id,` +
+          ` epoch_ms((${T} + i + 2)::BIGINT)::TIMESTAMP_MS AS received_at FROM range(7000) r(i) ORDER BY hash(i))` +
+          ` TO '${join(d, "export-0.parquet")}' (FORMAT parquet, ROW_GROUP_SIZE 2500)`
+      )
+      const ticks = Array.from({ length: 7000 }, (_, i) => ({ ...mkTick("BTCUSDT", 3_000_000_000 + i, T + i, 100 + (i % 13), i % 3 === 0 ? "SELL" : "BUY"), size: 0.5, receivedAt: T + i + 2 }))
+      yield* Effect.scoped(
+        Effect.gen(function*() {
+          const store = yield* TickStore.make({ dataDir: own })
+          yield* store.write(TickStore.partitionOf("BTCUSDT", T), columns("BTCUSDT", ticks))
+        })
+      )
+      // chunks of streamed results fetched (each a job for a pool thread; the footer queries read materialized ones)
+      let fetches = 0
+      const fetchChunk = DuckDBResult.prototype.fetchChunk
+      const spy = vi.spyOn(DuckDBResult.prototype, "fetchChunk").mockImplementation(function(this: DuckDBResult) {
+        if (this.isStreaming) fetches++
+        return fetchChunk.call(this)
+      })
+      const read = (dir: string) =>
+        Effect.gen(function*() {
+          fetches = 0
+          const got = yield* readTicks(dir).pipe(Stream.runCollect)
+          return { got, fetches }
+        })
+      const [fromForeign, fromOwn] = yield* Effect.all([read(foreign), read(own)]).pipe(Effect.ensuring(Effect.sync(() => spy.mockRestore())))
+      assert.deepStrictEqual(fromForeign.got, ticks)
+      assert.deepStrictEqual(fromOwn.got, ticks)
+      assert.strictEqual(fromForeign.fetches, 0)
+      assert.isAtLeast(fromOwn.fetches, 4)
     }))
 })
