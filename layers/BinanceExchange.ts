@@ -363,10 +363,8 @@ export const make = (options: BinanceExchangeOptions) =>
         : Effect.void
     const offset = yield* Ref.make(0)
     const usage = yield* Ref.make<RateUsage>({})
-    const serverTime = Effect.gen(function*() {
-      const now = yield* Clock.currentTimeMillis
-      return Math.round(now + (yield* Ref.get(offset)))
-    })
+    // read before every signed order: one map, not a generator
+    const serverTime = Effect.flatMap(Ref.get(offset), (o) => Effect.map(Clock.currentTimeMillis, (now) => Math.round(now + o)))
 
     const readUsage = (headers: HeaderLookup) =>
       Effect.gen(function*() {

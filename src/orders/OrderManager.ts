@@ -399,7 +399,7 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
     })
 
     /** One signed placement request, made durable (OrderSubmitted / OrderAttempt with its timestamp) before it leaves. */
-    const placeOnce = (r: OrderRecord, resyncs: Ref.Ref<number>): Effect.Effect<PlaceResult, PlaceRetry | Fail> =>
+    const placeOnce = (r: OrderRecord, resyncs: { n: number }): Effect.Effect<PlaceResult, PlaceRetry | Fail> =>
       Effect.gen(function*() {
         yield* waitForPermit
         if (r.attempts > 0) {
@@ -443,7 +443,7 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
             const decision = classifyApiError(error.code, error.msg)
             switch (decision) {
               case "resync": {
-                const n = yield* Ref.updateAndGet(resyncs, (k) => k + 1)
+                const n = ++resyncs.n
                 if (n > options.maxResyncs) {
                   // a bound: −1021 means "not executed", so the order certainly does not exist
                   yield* giveUpFailed(r, error.code, `${error.msg} (still after ${n - 1} clock resyncs); not placed`)
@@ -476,9 +476,10 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
 
     /** Placement with its bounded retry: `maxAttempts` signed requests in this round at most. */
     const placeRound = (r: OrderRecord): Effect.Effect<PlaceResult, Fail> =>
-      Effect.gen(function*() {
-        const resyncs = yield* Ref.make(0)
-        return yield* retryAfterFirst(placeOnce(r, resyncs), "PlaceRetry", placeSchedule).pipe(
+      Effect.suspend(() => {
+        // a plain counter per round: the round's attempts run one after the other in this fiber
+        const resyncs = { n: 0 }
+        return retryAfterFirst(placeOnce(r, resyncs), "PlaceRetry", placeSchedule).pipe(
           Effect.catchTag("PlaceRetry", (e) =>
             Effect.gen(function*() {
               yield* giveUpFailed(r, e.code, `${e.reason}; not placed after ${options.maxAttempts} attempts`)
@@ -662,7 +663,7 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
     const drive = (r: OrderRecord, from: "place" | "reconcile", owner: Ownership): Effect.Effect<void, BusError> =>
       Effect.gen(function*() {
         r.owner = owner
-        const resends = yield* Ref.make(0)
+        let resends = 0 // the cycle runs one attempt at a time in this fiber
         let start = from
         let resend = false
         const cycle: Effect.Effect<void, Fail | NotPlaced> = Effect.gen(function*() {
@@ -689,7 +690,7 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
               return yield* giveUpUncertain(r, found.reason)
             case "NotFound":
             case "NotPlaced": {
-              const n = yield* Ref.getAndUpdate(resends, (k) => k + 1)
+              const n = resends++
               if (n < options.maxResends) {
                 yield* Effect.logWarning("order does not exist at the exchange (−2013) and can no longer execute; resending with the same client id", {
                   clientOrderId: r.clientOrderId,
