@@ -731,8 +731,13 @@ export const runChaos = async (options: ChaosOptions): Promise<ChaosReport> => {
         stageBusy = false
       }
     }
+    const killCount = () => Object.values(kills).reduce((a, b) => a + b, 0)
+    /** The run asked for this many kills and has them (held-retry kills count too). */
+    const killsReached = () => options.kills !== undefined && killCount() >= options.kills
     proxy.onHold = () => {
-      if (stageBusy || !chaosOn) return
+      if (stageBusy || !chaosOn || killsReached()) return
+      // busy from now: the kill loop must not start a kill of its own in the 200 ms before this one
+      stageBusy = true
       killsInHold++
       killsInFlight++
       void sleep(200).then(() => killAndRestart("orders", random() * 500, " (200 ms into a retry held in transit)"))
@@ -785,8 +790,7 @@ export const runChaos = async (options: ChaosOptions): Promise<ChaosReport> => {
     }
 
     let nextKill = Date.now() + gapMin + random() * (gapMax - gapMin)
-    const killCount = () => Object.values(kills).reduce((a, b) => a + b, 0)
-    while (Date.now() < chaosEnd && (options.kills === undefined || killCount() < options.kills)) {
+    while (Date.now() < chaosEnd && !killsReached()) {
       live.restartDead(onCrash)
       if (brokerDone < brokerAt.length && Date.now() >= brokerAt[brokerDone] && broker !== undefined && !resumePending) {
         brokerDone++
@@ -827,6 +831,8 @@ export const runChaos = async (options: ChaosOptions): Promise<ChaosReport> => {
         }
         const busyUntil = Date.now() + 120_000
         while (stageBusy && Date.now() < busyUntil) await sleep(50)
+        // a held-retry kill that ran meanwhile may have been the last one asked for
+        if (killsReached()) break
         if (aimed) killsInFlight++
         await killAndRestart(stage, random() * 3000, aimed ? " (order in flight)" : "")
         nextKill = Date.now() + gapMin + random() * (gapMax - gapMin)
