@@ -46,8 +46,8 @@ import {
 } from "../src/bus/Bus.ts"
 import { BusError } from "../src/domain/Errors.ts"
 import { AllTopics, DeadLetters, type Topic } from "../src/domain/Topics.ts"
-import { latencyTraceOn, traceMark, traceTickOf, traceTopic } from "../src/observability/LatencyTrace.ts"
-import { type BufferedItem, deliveriesOf } from "./KafkaDeliveries.ts"
+import { latencyTraceOn } from "../src/observability/LatencyTrace.ts"
+import { type BufferedItem, deliveriesOf, traceFetched, traceName, traceOutgoing, tracePublished } from "./KafkaDeliveries.ts"
 import { config, type KafkaBusOptions } from "./KafkaOptions.ts"
 
 export { config }
@@ -363,14 +363,6 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
       /** LATENCY_TRACE: the ticks the messages descend from, marked when the request leaves and when it is acknowledged. */
       readonly traced?: ReadonlyArray<string>
     }
-    const topicNames = AllTopics.map((t) => t.name)
-    const markAll = (batch: ReadonlyArray<Outgoing>, point: string) => {
-      for (const o of batch) {
-        if (o.traced === undefined) continue
-        const name = `${point}:${traceTopic(o.topic, topicNames)}`
-        for (const id of o.traced) traceMark(id, name)
-      }
-    }
     const outbox: Array<Outgoing> = []
     let sending = false
     const pump = (): void => {
@@ -389,10 +381,10 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
         if (list === undefined) byTopic.set(o.topic, [...o.messages])
         else for (const m of o.messages) list.push(m)
       }
-      if (latencyTraceOn()) markAll(batch, "send")
+      if (latencyTraceOn()) traceOutgoing(batch, "send")
       producer.sendBatch({ acks: -1, topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })) }).then(
         () => {
-          if (latencyTraceOn()) markAll(batch, "acked")
+          if (latencyTraceOn()) traceOutgoing(batch, "acked")
           for (const o of batch) o.resolve()
         },
         async (error: unknown) => {
@@ -427,16 +419,7 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
           catch: (error) => new BusError({ operation: "encode", topic: topic.name, message: messageOf(error) })
         })
         yield* ensureTopic(topic.name)
-        let traced: Array<string> | undefined
-        if (latencyTraceOn()) {
-          traced = []
-          for (const m of messages) {
-            const id = traceTickOf(m.value)
-            if (id !== undefined) traced.push(id)
-          }
-          for (const id of traced) traceMark(id, `publish:${traceTopic(topic.name, topicNames)}`)
-        }
-        yield* send(topic.name, encoded, traced)
+        yield* send(topic.name, encoded, latencyTraceOn() ? tracePublished(topic.name, messages) : undefined)
       }).pipe(Effect.withSpan("KafkaBus.publish", { attributes: { topic: topic.name, count: messages.length } }))
 
     const publishRaw = (topic: string, key: string, value: string) =>
@@ -683,7 +666,7 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
 
           // a durable subscription's fetch is a hop of the tick's path; state followers (ephemeral) are not
           const tracing = latencyTraceOn() && !ephemeral
-          const traceName = traceTopic(topic.name, topicNames)
+          const topicTraceName = traceName(topic.name)
           const toItem = (partition: number, message: KafkaMessage): Item<A> => {
             const offset = Number(message.offset)
             const key = message.key?.toString("utf8") ?? ""
@@ -691,13 +674,7 @@ export const make = (options: KafkaBusOptions): Effect.Effect<BusShape, BusError
             partitionCommits(partition, offset)
             const decoded = decode(raw)
             const assignment = assigned.get(partition) ?? -1
-            if (tracing && Exit.isSuccess(decoded)) {
-              const id = traceTickOf(decoded.value)
-              if (id !== undefined) {
-                traceMark(id, `fetched:${traceName}`)
-                traceMark(id, `created:${traceName}`, Number(message.timestamp))
-              }
-            }
+            if (tracing && Exit.isSuccess(decoded)) traceFetched(topicTraceName, decoded.value, Number(message.timestamp))
             if (Exit.isSuccess(decoded)) {
               return {
                 _tag: "Delivery",
