@@ -10,27 +10,31 @@ import type { AddressInfo } from "node:net"
 import * as BinanceExchange from "../../layers/BinanceExchange.ts"
 import { Exchange } from "../../src/exchange/Exchange.ts"
 
+/** `server` listening on a free loopback port until the scope closes (its open connections cut then); its URL. */
+const listening = (server: Server) =>
+  Effect.acquireRelease(
+    Effect.callback<string>((resume) => {
+      server.listen(0, "127.0.0.1", () => resume(Effect.succeed(`http://127.0.0.1:${(server.address() as AddressInfo).port}`)))
+    }),
+    () =>
+      Effect.callback<void>((resume) => {
+        server.closeAllConnections()
+        server.close(() => resume(Effect.void))
+      })
+  )
+
 /** An HTTP server that reads every request and never answers; `closed` resolves when a request's socket closes. */
-const silentServer = Effect.acquireRelease(
-  Effect.gen(function*() {
-    const received = yield* Deferred.make<IncomingMessage>()
-    const closed = yield* Deferred.make<void>()
-    const server: Server = createServer((req) => {
-      req.resume()
-      req.socket.once("close", () => Deferred.doneUnsafe(closed, Exit.void))
-      Deferred.doneUnsafe(received, Exit.succeed(req))
-    })
-    yield* Effect.callback<void>((resume) => {
-      server.listen(0, "127.0.0.1", () => resume(Effect.void))
-    })
-    return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, received, closed }
-  }),
-  ({ server }) =>
-    Effect.callback<void>((resume) => {
-      server.closeAllConnections()
-      server.close(() => resume(Effect.void))
-    })
-)
+const silentServer = Effect.gen(function*() {
+  const received = yield* Deferred.make<IncomingMessage>()
+  const closed = yield* Deferred.make<void>()
+  const server: Server = createServer((req) => {
+    req.resume()
+    req.socket.once("close", () => Deferred.doneUnsafe(closed, Exit.void))
+    Deferred.doneUnsafe(received, Exit.succeed(req))
+  })
+  const url = yield* listening(server)
+  return { server, url, received, closed }
+})
 
 const exchangeAt = (restBaseUrl: string, httpTimeout: Duration.Duration, warmHold?: Duration.Duration) =>
   BinanceExchange.make({
@@ -45,32 +49,23 @@ const exchangeAt = (restBaseUrl: string, httpTimeout: Duration.Duration, warmHol
   })
 
 /** An HTTP server answering every order; counts connections and records which connection each request came on. */
-const answeringServer = Effect.acquireRelease(
-  Effect.gen(function*() {
-    const sockets: Array<unknown> = []
-    const requests: Array<{ readonly connection: number; readonly body: string }> = []
-    const server: Server = createServer((req, res) => {
-      let body = ""
-      req.on("data", (c: Buffer) => (body += c.toString()))
-      req.on("end", () => {
-        requests.push({ connection: sockets.indexOf(req.socket), body })
-        const id = /newClientOrderId=([^&]+)/.exec(body)?.[1] ?? ""
-        res.setHeader("Content-Type", "application/json")
-        res.end(JSON.stringify({ symbol: "BTCUSDT", orderId: requests.length, clientOrderId: id, status: "FILLED", executedQty: "0.001", cummulativeQuoteQty: "0.1" }))
-      })
+const answeringServer = Effect.gen(function*() {
+  const sockets: Array<unknown> = []
+  const requests: Array<{ readonly connection: number; readonly body: string }> = []
+  const server: Server = createServer((req, res) => {
+    let body = ""
+    req.on("data", (c: Buffer) => (body += c.toString()))
+    req.on("end", () => {
+      requests.push({ connection: sockets.indexOf(req.socket), body })
+      const id = /newClientOrderId=([^&]+)/.exec(body)?.[1] ?? ""
+      res.setHeader("Content-Type", "application/json")
+      res.end(JSON.stringify({ symbol: "BTCUSDT", orderId: requests.length, clientOrderId: id, status: "FILLED", executedQty: "0.001", cummulativeQuoteQty: "0.1" }))
     })
-    server.on("connection", (socket) => sockets.push(socket))
-    yield* Effect.callback<void>((resume) => {
-      server.listen(0, "127.0.0.1", () => resume(Effect.void))
-    })
-    return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, sockets, requests }
-  }),
-  ({ server }) =>
-    Effect.callback<void>((resume) => {
-      server.closeAllConnections()
-      server.close(() => resume(Effect.void))
-    })
-)
+  })
+  server.on("connection", (socket) => sockets.push(socket))
+  const url = yield* listening(server)
+  return { server, url, sockets, requests }
+})
 
 const until = (condition: () => boolean, what: string) =>
   Effect.gen(function*() {
