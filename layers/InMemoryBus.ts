@@ -61,8 +61,15 @@ interface Group {
   assignment?: number
 }
 
+/**
+ * A topic's messages from offset `base` on. The array keeps dropped slots at its front (`head` of them) and is
+ * compacted only once they are most of it, so dropping the oldest message at capacity costs O(1) amortised: an
+ * `entries.splice(0, n)` per publish moved the whole array, ~80 µs per publish at the default 250,000 messages, on
+ * every tick once a long-running topic was full.
+ */
 class TopicLog {
-  readonly entries: Array<Entry> = []
+  private entries: Array<Entry | undefined> = []
+  private head = 0
   base = 0
   readonly groups = new Map<string, Group>()
   private appended = Deferred.makeUnsafe<void>()
@@ -72,8 +79,24 @@ class TopicLog {
     this.capacity = capacity
   }
 
+  /** Messages held. */
+  get size(): number {
+    return this.entries.length - this.head
+  }
+
   get end(): number {
-    return this.base + this.entries.length
+    return this.base + this.size
+  }
+
+  /** The message at `offset` (base ≤ offset < end). */
+  at(offset: number): Entry {
+    return this.entries[this.head + offset - this.base]!
+  }
+
+  /** Up to `max` messages from `offset` (≥ base) on. */
+  slice(offset: number, max: number): Array<Entry> {
+    const from = this.head + offset - this.base
+    return this.entries.slice(from, from + max) as Array<Entry>
   }
 
   /** Offset below which every durable group has committed. */
@@ -84,18 +107,22 @@ class TopicLog {
   }
 
   trim(): void {
-    const excess = this.entries.length - this.capacity
+    const excess = this.size - this.capacity
     if (excess <= 0) return
     const n = Math.min(excess, this.floor() - this.base)
-    if (n > 0) {
-      this.entries.splice(0, n)
-      this.base += n
+    if (n <= 0) return
+    for (let i = this.head; i < this.head + n; i++) this.entries[i] = undefined // collectable at once
+    this.head += n
+    this.base += n
+    if (this.head >= 1024 && this.head * 2 >= this.entries.length) {
+      this.entries = this.entries.slice(this.head)
+      this.head = 0
     }
   }
 
   hasRoom(n: number): boolean {
     this.trim()
-    return this.entries.length + n <= this.capacity || this.floor() - this.base >= n
+    return this.size + n <= this.capacity || this.floor() - this.base >= n
   }
 
   append(messages: ReadonlyArray<Entry>): void {
@@ -214,8 +241,7 @@ export const makeInMemoryBus = (options: { readonly capacity?: number } = {}): B
         const pull: Effect.Effect<ReadonlyArray<Delivery<A>>> = Effect.suspend(() => {
           if (position < log.base) position = log.base
           if (position >= log.end) return log.onAppend.pipe(Effect.andThen(pull))
-          const from = position - log.base
-          const slice = log.entries.slice(from, from + 512)
+          const slice = log.slice(position, 512)
           const out: Array<Delivery<A>> = []
           const dead: Array<Effect.Effect<void>> = []
           for (let i = 0; i < slice.length; i++) {
@@ -264,7 +290,7 @@ export const makeInMemoryBus = (options: { readonly capacity?: number } = {}): B
       const { decode } = topicCodec(topic)
       const end = Math.min(to, log.end)
       for (let offset = Math.max(from, log.base); offset < end; offset++) {
-        const entry = log.entries[offset - log.base]
+        const entry = log.at(offset)
         if (entry.schema === topic.schema) out.push({ key: entry.key, value: entry.decoded as A, offset })
         else {
           const decoded = decode(entry.value)

@@ -40,6 +40,30 @@ describe("InMemoryBus bounds", () => {
       const got = yield* bus.subscribe(Num, { group: "late", ephemeral: true }).pipe(Stream.take(3), Stream.runCollect)
       assert.deepStrictEqual(got.map((d) => d.value.n), [7, 8, 9])
     }).pipe(Effect.provide(InMemoryBus.layerTest({ capacity: 3 }))))
+
+  it.effect("a full topic keeps the right messages at the right offsets while it drops its oldest, across its compactions", () =>
+    Effect.gen(function*() {
+      const bus = yield* Bus
+      // a durable group that commits as it reads: the topic stays full and drops one message per publish
+      const reader = yield* bus.subscribe(Num, { group: "live" }).pipe(
+        Stream.take(5_000),
+        Stream.tap((d) => {
+          assert.strictEqual(d.offset, d.value.n, "offset and value agree for the live reader")
+          return d.commit
+        }),
+        Stream.runDrain,
+        Effect.forkChild
+      )
+      yield* Effect.yieldNow // the group has joined before the first publish
+      // published one at a time: many drops between reads, several compactions of the log's array (past 1,024 dropped)
+      for (let n = 0; n < 5_000; n++) yield* bus.publish(Num, "k", { n })
+      yield* Fiber.join(reader)
+      assert.strictEqual(yield* bus.lag(Num, "live"), 0)
+      const got = yield* bus.subscribe(Num, { group: "late", ephemeral: true }).pipe(Stream.take(100), Stream.runCollect)
+      assert.deepStrictEqual(got.map((d) => [d.offset, d.value.n]), Array.from({ length: 100 }, (_, i) => [4_900 + i, 4_900 + i]))
+      const history = yield* bus.readPartition(Num, 0, 4_890, 4_905)
+      assert.deepStrictEqual(history.map((r) => [r.offset, r.value]), Array.from({ length: 5 }, (_, i) => [4_900 + i, { n: 4_900 + i }]))
+    }).pipe(Effect.provide(InMemoryBus.layerTest({ capacity: 100 }))))
 })
 
 describe("InMemoryBus values", () => {
