@@ -220,6 +220,12 @@ export const makeStoreSink = (
     const recycle = (buffer: PartitionBuffer): void => {
       if (spare.length < SPARE_SETS && buffer.ts.length >= 65_536) spare.push(buffer.arrays())
     }
+    /**
+     * Symbols whose last buffer filled up (flushRows): their next buffer starts at that size, not at 1,024 doubled
+     * seven times (each doubling allocates, zeroes and copies six arrays: ~6 % of a store's main-thread time).
+     */
+    const busy = new Set<string>()
+    const capacityFor = (symbol: string): number => (busy.has(symbol) ? options.flushRows : 1024)
 
     const writeOut = (buffer: PartitionBuffer, reason: FlushReason) =>
       Effect.gen(function*() {
@@ -267,6 +273,7 @@ export const makeStoreSink = (
     const flushBehind = (buffer: PartitionBuffer) =>
       Effect.gen(function*() {
         buffers.delete(buffer.id)
+        busy.add(buffer.key.symbol)
         if (buffer.length === 0) return
         yield* awaitBehind(WRITES_BEHIND - 1)
         const w: { readonly buffer: PartitionBuffer; fiber: Fiber.Fiber<void, StoreError | BusError> | undefined } = { buffer, fiber: undefined }
@@ -289,56 +296,108 @@ export const makeStoreSink = (
         if (due.length > 0) yield* commitSafe
       })
 
-    /** Buffers a batch of deliveries; writes buffers that are full or whose hour is over; commits what is safe. */
-    const offer = (deliveries: ReadonlyArray<Delivery<Tick>>) =>
-      Effect.gen(function*() {
-        yield* checkBehind
-        const now = yield* Clock.currentTimeMillis
-        lastInputAt = now
-        const last = new Map<number, Delivery<Tick>>()
-        let rotated = false
-        for (const d of deliveries) {
-          const tick = d.value
-          const bucket = Math.floor(tick.ts / HOUR)
-          // fast path: same symbol and hour as this symbol's previous tick (formatting a date per tick costs a third of the time)
-          const cached = lastBuffer.get(tick.symbol)
-          let b = cached !== undefined && cached.bucket === bucket && buffers.get(cached.buffer.id) === cached.buffer ? cached.buffer : undefined
+    /** Is there a checkpoint below what is still buffered or being written (what `commitSafe` would commit)? */
+    const commitDue = (): boolean => {
+      for (const [partition, queue] of checkpoints) {
+        if (queue.length === 0) continue
+        let floor = Number.POSITIVE_INFINITY
+        for (const b of buffers.values()) {
+          const first = b.firstOffset.get(partition)
+          if (first !== undefined && first < floor) floor = first
+        }
+        for (const { buffer } of behind) {
+          const first = buffer.firstOffset.get(partition)
+          if (first !== undefined && first < floor) floor = first
+        }
+        if (queue[0].offset < floor) return true
+      }
+      return false
+    }
+
+    /** Has a background write ended (a success removes itself, so: failed)? Then `checkBehind` raises its error. */
+    const behindEnded = (): boolean => {
+      for (const w of behind) if (w.fiber !== undefined && w.fiber.pollUnsafe() !== undefined) return true
+      return false
+    }
+
+    /**
+     * The end of a batch: checkpoints, the files of hours that are over, the commit of what is safe. Effects only
+     * when there is something to do: most batches only buffer, and an `Effect.gen` per batch (a generator and a
+     * handful of yields) cost more than the buffering itself.
+     */
+    const endBatch = (last: Map<number, Delivery<Tick>>, rotated: boolean): Effect.Effect<void, StoreError | BusError> => {
+      for (const [partition, d] of last) {
+        const queue = checkpointOf(partition)
+        if (queue[queue.length - 1] !== d) queue.push(d)
+      }
+      // an hour is over for a symbol once a later hour arrived: its file is complete
+      const rotation = rotated
+        ? flushWhere((b) => hourOf(b.key) < (latestHour.get(b.key.symbol) ?? ""), "rotation")
+        : undefined
+      // let a background write move on (its DuckDB steps resume only when this fiber gives way)
+      const yieldIfBehind = Effect.suspend(() => (behind.size > 0 ? Effect.yieldNow : Effect.void))
+      if (rotation !== undefined) return rotation.pipe(Effect.andThen(commitSafe), Effect.andThen(yieldIfBehind))
+      if (commitDue()) return commitSafe.pipe(Effect.andThen(yieldIfBehind))
+      return behind.size > 0 ? Effect.yieldNow : Effect.void
+    }
+
+    /** Buffers `deliveries` from `from` on, until a buffer is full (written, then the rest) or the batch ends. */
+    const offerFrom = (
+      deliveries: ReadonlyArray<Delivery<Tick>>,
+      from: number,
+      now: number,
+      last: Map<number, Delivery<Tick>>,
+      rotatedBefore: boolean
+    ): Effect.Effect<void, StoreError | BusError> => {
+      let rotated = rotatedBefore
+      for (let i = from; i < deliveries.length; i++) {
+        const d = deliveries[i]
+        const tick = d.value
+        const bucket = Math.floor(tick.ts / HOUR)
+        // fast path: same symbol and hour as this symbol's previous tick (formatting a date per tick costs a third of the time)
+        const cached = lastBuffer.get(tick.symbol)
+        let b = cached !== undefined && cached.bucket === bucket && buffers.get(cached.buffer.id) === cached.buffer ? cached.buffer : undefined
+        if (b === undefined) {
+          const key = partitionOf(tick.symbol, tick.ts)
+          const hour = hourOf(key)
+          const id = `${key.symbol}/${hour}`
+          b = buffers.get(id)
           if (b === undefined) {
-            const key = partitionOf(tick.symbol, tick.ts)
-            const hour = hourOf(key)
-            const id = `${key.symbol}/${hour}`
-            b = buffers.get(id)
-            if (b === undefined) {
-              b = new PartitionBuffer(key, now, 1024, spare.pop())
-              buffers.set(id, b)
-              const prev = latestHour.get(key.symbol)
-              if (prev === undefined || hour > prev) {
-                if (prev !== undefined) rotated = true
-                latestHour.set(key.symbol, hour)
-              }
+            b = new PartitionBuffer(key, now, capacityFor(key.symbol), spare.pop())
+            buffers.set(id, b)
+            const prev = latestHour.get(key.symbol)
+            if (prev === undefined || hour > prev) {
+              if (prev !== undefined) rotated = true
+              latestHour.set(key.symbol, hour)
             }
-            lastBuffer.set(tick.symbol, { bucket, buffer: b })
           }
-          b.push(tick, d.partition, d.offset)
-          last.set(d.partition, d)
-          if (b.length >= options.flushRows) {
-            // a checkpoint here lets the commit follow a mid-batch flush instead of waiting for the batch's end
-            checkpointOf(d.partition).push(d)
-            yield* flushBehind(b)
-            yield* commitSafe
-          }
+          lastBuffer.set(tick.symbol, { bucket, buffer: b })
         }
-        for (const [partition, d] of last) {
-          const queue = checkpointOf(partition)
-          if (queue[queue.length - 1] !== d) queue.push(d)
+        b.push(tick, d.partition, d.offset)
+        last.set(d.partition, d)
+        if (b.length >= options.flushRows) {
+          // a checkpoint here lets the commit follow a mid-batch flush instead of waiting for the batch's end
+          checkpointOf(d.partition).push(d)
+          const full = b
+          return flushBehind(full).pipe(
+            Effect.andThen(commitSafe),
+            Effect.andThen(Effect.suspend(() => offerFrom(deliveries, i + 1, now, last, rotated)))
+          )
         }
-        // an hour is over for a symbol once a later hour arrived: its file is complete
-        if (rotated) {
-          yield* flushWhere((b) => hourOf(b.key) < (latestHour.get(b.key.symbol) ?? ""), "rotation")
-        }
-        yield* commitSafe
-        // let a background write move on (its DuckDB steps resume only when this fiber gives way)
-        if (behind.size > 0) yield* Effect.yieldNow
+      }
+      return endBatch(last, rotated)
+    }
+
+    /** Buffers a batch of deliveries; writes buffers that are full or whose hour is over; commits what is safe. */
+    const offer = (deliveries: ReadonlyArray<Delivery<Tick>>): Effect.Effect<void, StoreError | BusError> =>
+      Clock.clockWith((clock) => {
+        const now = clock.currentTimeMillisUnsafe()
+        const go = Effect.suspend(() => {
+          lastInputAt = now
+          return offerFrom(deliveries, 0, now, new Map(), false)
+        })
+        // a background write that failed fails this offer before anything more is buffered
+        return behindEnded() ? Effect.andThen(checkBehind, go) : go
       })
 
     /** Called on a timer: writes buffers that waited `flushInterval`, or everything once the input went idle. */
