@@ -174,6 +174,59 @@ describe("tick store", () => {
       )
     }))
 
+  it.effect("a background write that failed fails the next offer before it buffers anything; a batch's mid-batch flush still writes, commits and buffers the rest", () =>
+    Effect.gen(function*() {
+      const committed: Array<number> = []
+      const files: Array<ReadonlyArray<number>> = []
+      const release = yield* Deferred.make<void>()
+      const calls = yield* Ref.make(0)
+      // write 1 succeeds, write 2 waits for `release` and then fails
+      const store = Layer.succeed(
+        TickStore.TickStore,
+        TickStore.TickStore.of({
+          dataDir: "memory",
+          cleanTemp: Effect.succeed([]),
+          write: (key, columns) =>
+            Effect.gen(function*() {
+              const n = yield* Ref.updateAndGet(calls, (k) => k + 1)
+              if (n === 2) {
+                yield* Deferred.await(release)
+                return yield* new TickStore.StoreError({ operation: "copy", path: "x", message: "disk full" })
+              }
+              files.push(Array.from(columns.tradeId.subarray(0, columns.length)))
+              return { path: `${key.symbol}-${n}`, rows: columns.length, bytes: 0 }
+            })
+        })
+      )
+      const delivery = (offset: number): Delivery<Tick> => ({
+        topic: MarketRaw.name,
+        key: "BTCUSDT",
+        value: mkTick("BTCUSDT", offset + 1, T0 + offset, 100),
+        partition: 0,
+        assignment: 1,
+        assigned: Effect.succeed(true),
+        offset,
+        commit: Effect.sync(() => void committed.push(offset))
+      })
+      yield* Effect.scoped(
+        Effect.gen(function*() {
+          const sink = yield* makeStoreSink({ flushRows: 2, flushInterval: Duration.hours(1), idleFlush: Duration.hours(1) })
+          // one batch, two full buffers: 0..1 written (file 1), 2..3 written behind (held, then fails), 4 buffered
+          yield* sink.offer([0, 1, 2, 3, 4].map(delivery))
+          for (let i = 0; i < 20 && committed.length === 0; i++) yield* Effect.yieldNow
+          assert.deepStrictEqual(files, [[1, 2]])
+          assert.deepStrictEqual(committed, [1], "only the file in place is committed")
+          assert.strictEqual(yield* sink.buffered, 1)
+          yield* Deferred.succeed(release, undefined)
+          for (let i = 0; i < 20; i++) yield* Effect.yieldNow
+          const next = yield* sink.offer([5].map(delivery)).pipe(Effect.exit)
+          assert.isTrue(Exit.isFailure(next), "the failed write comes out of the next offer")
+          assert.strictEqual(yield* sink.buffered, 1, "the failing offer buffered nothing")
+          assert.deepStrictEqual(committed, [1], "nothing of the failed file, nor after it, is committed")
+        }).pipe(Effect.provide(store))
+      )
+    }))
+
   it.effect("rotates per partition per hour: an hour's file is written once the next hour arrives", () =>
     Effect.gen(function*() {
       const written = yield* Ref.make<ReadonlyArray<{ key: TickStore.PartitionKey; rows: number; tradeIds: ReadonlyArray<number> }>>([])
