@@ -10,6 +10,10 @@
  * tick was about a tenth of `autotrader run`'s CPU at 1k ticks/s. The encoded form is built only when something needs
  * it (a subscriber with another schema, a dead letter) and is then decoded as over Kafka; a value that does not
  * encode is dead-lettered for that subscriber. Raw payloads (publishRaw) are decoded as over Kafka.
+ *
+ * Wake order: a publish runs the waiting readers of the path (the stages) at once, on the publisher's stack, so the
+ * next stage handles a message before the publisher goes on; readers that only observe (`SubscribeOptions.observer`:
+ * state followers, the operator view) are woken in a microtask, once the publisher has reached its next wait.
  */
 import { Config, Deferred, Effect, Exit, Layer, Stream } from "effect"
 import {
@@ -72,7 +76,11 @@ class TopicLog {
   private head = 0
   base = 0
   readonly groups = new Map<string, Group>()
+  /** Readers on the path: woken inline by the publish (the next stage runs at once, on the publisher's stack). */
   private appended = Deferred.makeUnsafe<void>()
+  /** Observers (SubscribeOptions.observer): woken in a microtask, once the publisher has run on to its next wait. */
+  private appendedLater = Deferred.makeUnsafe<void>()
+  private laterPending = false
   private freed = Deferred.makeUnsafe<void>()
   readonly capacity: number
   constructor(capacity: number) {
@@ -128,8 +136,20 @@ class TopicLog {
   append(messages: ReadonlyArray<Entry>): void {
     for (const m of messages) this.entries.push(m)
     this.trim()
+    if (!this.laterPending) {
+      this.laterPending = true
+      queueMicrotask(this.wakeObservers)
+    }
     const woke = this.appended
     this.appended = Deferred.makeUnsafe<void>()
+    Deferred.doneUnsafe(woke, Exit.void)
+  }
+
+  /** One wake for every append since the last (an observer reads everything up to the end when it runs). */
+  private readonly wakeObservers = (): void => {
+    this.laterPending = false
+    const woke = this.appendedLater
+    this.appendedLater = Deferred.makeUnsafe<void>()
     Deferred.doneUnsafe(woke, Exit.void)
   }
 
@@ -139,8 +159,8 @@ class TopicLog {
     Deferred.doneUnsafe(woke, Exit.void)
   }
 
-  get onAppend(): Effect.Effect<void> {
-    return Deferred.await(this.appended)
+  onAppend(observer: boolean): Effect.Effect<void> {
+    return Deferred.await(observer ? this.appendedLater : this.appended)
   }
 
   get onFree(): Effect.Effect<void> {
@@ -199,6 +219,7 @@ export const makeInMemoryBus = (options: { readonly capacity?: number } = {}): B
       Effect.gen(function*() {
         const log = logOf(topic.name)
         const { decode } = topicCodec(topic)
+        const observer = options.observer === true
         let group: Group | undefined
         let position: number
         if (options.ephemeral === true) {
@@ -240,7 +261,7 @@ export const makeInMemoryBus = (options: { readonly capacity?: number } = {}): B
 
         const pull: Effect.Effect<ReadonlyArray<Delivery<A>>> = Effect.suspend(() => {
           if (position < log.base) position = log.base
-          if (position >= log.end) return log.onAppend.pipe(Effect.andThen(pull))
+          if (position >= log.end) return log.onAppend(observer).pipe(Effect.andThen(pull))
           const slice = log.slice(position, 512)
           const out: Array<Delivery<A>> = []
           const dead: Array<Effect.Effect<void>> = []

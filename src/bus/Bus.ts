@@ -55,6 +55,13 @@ export interface SubscribeOptions {
   readonly start?: "earliest" | "latest"
   /** Reads from the earliest offset, never commits, holds no retention. */
   readonly ephemeral?: boolean
+  /**
+   * Reads along, off the tick → order path (state followers, the operator view, notifications). The in-memory bus
+   * wakes such a reader once the publishing fiber has run on to its next wait (a microtask), not inline inside the
+   * publish: an inline wake ran every follower of `signals.approved` before the order stage, and the four followers
+   * of `orders.events` between the durable OrderSubmitted and the request it guards. Kafka buses ignore it.
+   */
+  readonly observer?: boolean
 }
 
 /** End offset (next offset to be written) per partition. */
@@ -165,7 +172,7 @@ export const replayThenLive = <A>(
     const ends = yield* bus.endOffsets(topic)
     const pending = new Map<number, number>()
     for (const [partition, end] of ends) if (end > 0) pending.set(partition, end)
-    const pull = yield* Stream.toPull(bus.subscribe(topic, { group, ephemeral: true }))
+    const pull = yield* Stream.toPull(bus.subscribe(topic, { group, ephemeral: true, observer: true }))
     const history: Array<A> = []
     while (pending.size > 0) {
       const chunk = yield* pull.pipe(
@@ -237,7 +244,7 @@ export const follow = <A>(
     let applied = 0
     let moved = Deferred.makeUnsafe<void, BusError>()
     const failed = { error: undefined as BusError | undefined }
-    yield* bus.subscribe(topic, { group, ephemeral: true }).pipe(
+    yield* bus.subscribe(topic, { group, ephemeral: true, observer: true }).pipe(
       Stream.runForEachArray((deliveries) =>
         Effect.gen(function*() {
           for (const d of deliveries) {

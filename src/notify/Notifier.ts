@@ -134,7 +134,7 @@ export const runNotifier = (options: NotifierOptions) =>
       const once = (key: string, line: () => BatchLine) => Effect.suspend(() => (seen(key) ? notify(line()) : Effect.void))
 
       const consume = <A>(topic: Topic<A>, handle: (a: A) => Effect.Effect<void>) =>
-        bus.subscribe(topic, { group: `${NOTIFY_GROUP}-${topic.name}`, start: options.start ?? "earliest" }).pipe(
+        bus.subscribe(topic, { group: `${NOTIFY_GROUP}-${topic.name}`, start: options.start ?? "earliest", observer: true }).pipe(
           Stream.runForEachArray((deliveries) =>
             Effect.forEach(deliveries, (d) => handle(d.value), { discard: true }).pipe(Effect.andThen(commitBatch(deliveries)))
           )

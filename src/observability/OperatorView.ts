@@ -148,7 +148,7 @@ export const layer = (options: OperatorViewOptions): Layer.Layer<OperatorView, n
         const groupFor = (topic: { readonly name: string }) => `${group}-${topic.name}`
         // every tick only where the console shows ticks/s (`run`); a lone service marks to the last candidate's price
         if (options.console) {
-          yield* bus.subscribe(MarketRaw, { group: groupFor(MarketRaw), start: "latest" }).pipe(
+          yield* bus.subscribe(MarketRaw, { group: groupFor(MarketRaw), start: "latest", observer: true }).pipe(
             Stream.runForEachArray((deliveries) =>
               Effect.suspend(() => {
                 for (const d of deliveries) {
@@ -162,7 +162,7 @@ export const layer = (options: OperatorViewOptions): Layer.Layer<OperatorView, n
             Effect.forkScoped
           )
         }
-        yield* bus.subscribe(SignalsCandidate, { group: groupFor(SignalsCandidate), start: "latest" }).pipe(
+        yield* bus.subscribe(SignalsCandidate, { group: groupFor(SignalsCandidate), start: "latest", observer: true }).pipe(
           Stream.runForEachArray((deliveries) =>
             Effect.suspend(() => {
               for (const d of deliveries) {
@@ -177,7 +177,7 @@ export const layer = (options: OperatorViewOptions): Layer.Layer<OperatorView, n
           Effect.forkScoped
         )
         for (const topic of [SignalsApproved, SignalsRejected] as const) {
-          yield* bus.subscribe<Approved | Rejected>(topic as typeof SignalsApproved, { group: groupFor(topic), start: "latest" }).pipe(
+          yield* bus.subscribe<Approved | Rejected>(topic as typeof SignalsApproved, { group: groupFor(topic), start: "latest", observer: true }).pipe(
             Stream.runForEachArray((deliveries) =>
               Effect.suspend(() => {
                 for (const d of deliveries) onDecision(d.value)

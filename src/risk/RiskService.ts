@@ -77,6 +77,7 @@ export const runRisk = (limits: RiskLimits) =>
           Effect.gen(function*() {
             const approvals: Array<{ readonly key: string; readonly value: Approved }> = []
             const rejections: Array<{ readonly key: string; readonly value: Rejected }> = []
+            const decided: Array<{ readonly decision: Approved | Rejected; readonly emittedAt: number | undefined; readonly now: number }> = []
             for (const delivery of candidates) {
               const candidate = delivery.value
               traceMark(candidate.origin.tickId, "risk")
@@ -90,22 +91,11 @@ export const runRisk = (limits: RiskLimits) =>
               }
               const now = yield* Clock.currentTimeMillis
               const decision = decide(state, limits, candidate, now)
-              if (candidate.emittedAt !== undefined) {
-                yield* Metric.update(
-                  candidateToDecisionSeconds.by({ symbol: candidate.symbol }),
-                  secondsBetween(candidate.emittedAt, now)
-                )
-              }
+              decided.push({ decision, emittedAt: candidate.emittedAt, now })
               if (decision._tag === "Approved") {
                 traceMark(candidate.origin.tickId, "approved")
                 approvals.push({ key: candidate.symbol, value: decision })
-                yield* Metric.update(approvedBy({ symbol: candidate.symbol, side: decision.orderSide }), 1)
-                yield* Effect.logInfo("approved", { id: decision.id, symbol: candidate.symbol, action: decision.action, qty: decision.qty })
-              } else {
-                rejections.push({ key: candidate.symbol, value: decision })
-                yield* Metric.update(rejectedTotal.pipe(Metric.withAttributes({ symbol: candidate.symbol, reason: decision.reason })), 1)
-                yield* Effect.logInfo("rejected", { id: decision.id, symbol: candidate.symbol, reason: decision.reason, detail: decision.detail })
-              }
+              } else rejections.push({ key: candidate.symbol, value: decision })
             }
             // both topics in flight together when both have decisions: the Kafka bus carries them in one produce
             // request; one topic alone is published as is (no fibers forked and joined around it on the way to the order)
@@ -116,6 +106,19 @@ export const runRisk = (limits: RiskLimits) =>
               })
             } else if (approvals.length > 0) yield* bus.publishAll(SignalsApproved, approvals)
             else if (rejections.length > 0) yield* bus.publishAll(SignalsRejected, rejections)
+            // metrics and Info lines once the decisions are published: a line's formatting sat between the decision
+            // and the publish that wakes the order stage (~0.06 ms of "approved → orders" at 1k ticks/s)
+            for (const { decision, emittedAt, now } of decided) {
+              const symbol = decision.candidate.symbol
+              if (emittedAt !== undefined) yield* Metric.update(candidateToDecisionSeconds.by({ symbol }), secondsBetween(emittedAt, now))
+              if (decision._tag === "Approved") {
+                yield* Metric.update(approvedBy({ symbol, side: decision.orderSide }), 1)
+                yield* Effect.logInfo("approved", { id: decision.id, symbol, action: decision.action, qty: decision.qty })
+              } else {
+                yield* Metric.update(rejectedTotal.pipe(Metric.withAttributes({ symbol, reason: decision.reason })), 1)
+                yield* Effect.logInfo("rejected", { id: decision.id, symbol, reason: decision.reason, detail: decision.detail })
+              }
+            }
             yield* committer.commit(candidates)
           })
         ),

@@ -93,3 +93,27 @@ describe("InMemoryBus values", () => {
       assert.strictEqual(letter.value.raw, JSON.stringify(bad))
     }))
 })
+
+describe("InMemoryBus wake order", () => {
+  it.effect("a publish runs the path's reader at once; an observer reads once the publisher has gone on to its next wait", () =>
+    Effect.gen(function*() {
+      const bus = yield* Bus
+      const seen: Array<string> = []
+      // the observer subscribes first: before, every reader was woken inline, in subscription order
+      const observer = yield* bus.subscribe(Num, { group: "view", start: "latest", observer: true }).pipe(
+        Stream.runForEach((d) => Effect.sync(() => seen.push(`observer ${d.value.n}`))),
+        Effect.forkChild
+      )
+      const stage = yield* bus.subscribe(Num, { group: "stage", start: "latest" }).pipe(
+        Stream.runForEach((d) => Effect.sync(() => seen.push(`stage ${d.value.n}`))),
+        Effect.forkChild
+      )
+      yield* Effect.yieldNow
+      yield* bus.publish(Num, "k", { n: 1 })
+      seen.push("publisher goes on")
+      yield* Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
+      assert.deepStrictEqual(seen, ["stage 1", "publisher goes on", "observer 1"])
+      yield* Fiber.interrupt(observer)
+      yield* Fiber.interrupt(stage)
+    }).pipe(Effect.provide(InMemoryBus.layerTest())))
+})
