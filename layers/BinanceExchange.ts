@@ -29,6 +29,7 @@ import {
   Exchange,
   type ExchangeOrder,
   HISTORICAL_TRADES_MAX,
+  type OrderRequest,
   type RateUsage,
   type SymbolRules,
   type TradesOptions
@@ -365,6 +366,9 @@ export const make = (options: BinanceExchangeOptions) =>
     const usage = yield* Ref.make<RateUsage>({})
     // read before every signed order: one map, not a generator
     const serverTime = Effect.flatMap(Ref.get(offset), (o) => Effect.map(Clock.currentTimeMillis, (now) => Math.round(now + o)))
+    // the same, read at once with the Clock of the layer (the TestClock in tests)
+    const clock = yield* Clock.Clock
+    const serverTimeNow = () => Math.round(clock.currentTimeMillisUnsafe() + Ref.getUnsafe(offset))
 
     const readUsage = (headers: HeaderLookup) =>
       Effect.gen(function*() {
@@ -401,67 +405,82 @@ export const make = (options: BinanceExchangeOptions) =>
       })
     )
 
-    /** The request on the wire; interrupting the caller destroys it. No answer → ExchangeUnavailable. */
-    const send = (operation: string, method: string, path: string, query: string, inBody: boolean, traceId: unknown) =>
-      Effect.callback<HttpAnswer, ExchangeUnavailable>((resume) => {
-        const target = `${pathBase}${path}${!inBody && query !== "" ? `?${query}` : ""}`
-        const placement = method === "POST" && path === ORDER_PATH
-        const failed = (error: unknown) => {
-          return new ExchangeUnavailable({
-            operation,
-            reason: `${method} ${restBase}${path}: ${networkCause(error)}`,
-            // refused or unresolvable before any byte was sent: the request provably did not reach the exchange
-            ...(provablyNotSent(error) ? { notSent: true } : {})
-          })
-        }
-        let abort: () => void
-        try {
-          const req = (placement ? warmOrders.take() : undefined) ?? openRequest(origin, target, method, inBody ? formHeaders : getHeaders)
-          abort = sendRequest(req, inBody ? query : undefined, timeoutMs, (outcome) => {
-            if (!("_tag" in outcome)) {
-              resume(Effect.succeed(outcome))
-              // the exchange answers orders: have the next one's connection ready (best effort: a request node
-              // refuses to open now is simply not opened ahead; the next order opens its own and sees the error)
-              if (placement) {
-                try {
-                  warmOrders.open()
-                } catch {
-                  // nothing held
-                }
+    /**
+     * Writes the request at once, before it returns, and gives back the effect that awaits its answer (interrupting
+     * that effect destroys the request). No answer → ExchangeUnavailable.
+     */
+    const sendNow = (operation: string, method: string, path: string, query: string, inBody: boolean, traceId: unknown): Effect.Effect<HttpAnswer, ExchangeUnavailable> => {
+      const target = `${pathBase}${path}${!inBody && query !== "" ? `?${query}` : ""}`
+      const placement = method === "POST" && path === ORDER_PATH
+      const failed = (error: unknown) => {
+        return new ExchangeUnavailable({
+          operation,
+          reason: `${method} ${restBase}${path}: ${networkCause(error)}`,
+          // refused or unresolvable before any byte was sent: the request provably did not reach the exchange
+          ...(provablyNotSent(error) ? { notSent: true } : {})
+        })
+      }
+      // the outcome, kept until someone awaits it, or handed to the one awaiting
+      let outcome: Effect.Effect<HttpAnswer, ExchangeUnavailable> | undefined
+      let waiting: ((answer: Effect.Effect<HttpAnswer, ExchangeUnavailable>) => void) | undefined
+      const settle = (answer: Effect.Effect<HttpAnswer, ExchangeUnavailable>) => {
+        const resume = waiting
+        waiting = undefined
+        if (resume === undefined) outcome = answer
+        else resume(answer)
+      }
+      let abort = () => {}
+      try {
+        const req = (placement ? warmOrders.take() : undefined) ?? openRequest(origin, target, method, inBody ? formHeaders : getHeaders)
+        abort = sendRequest(req, inBody ? query : undefined, timeoutMs, (answer) => {
+          if (!("_tag" in answer)) {
+            settle(Effect.succeed(answer))
+            // the exchange answers orders: have the next one's connection ready (best effort: a request node
+            // refuses to open now is simply not opened ahead; the next order opens its own and sees the error)
+            if (placement) {
+              try {
+                warmOrders.open()
+              } catch {
+                // nothing held
               }
-              return
             }
-            if (outcome._tag === "Timeout") {
-              return resume(Effect.fail(
-                new ExchangeUnavailable({ operation, reason: `${method} ${restBase}${path}: timeout, no response within ${Duration.format(options.httpTimeout)}` })
-              ))
-            }
-            resume(Effect.fail(failed(outcome.error)))
-          })
-        } catch (error) {
-          // refused by node before anything was written (e.g. a header it rejects)
-          return resume(Effect.fail(failed(error)))
-        }
-        if (typeof traceId === "string" && latencyTraceOn()) traceWritten(traceId)
-        return Effect.sync(abort)
+            return
+          }
+          if (answer._tag === "Timeout") {
+            return settle(Effect.fail(
+              new ExchangeUnavailable({ operation, reason: `${method} ${restBase}${path}: timeout, no response within ${Duration.format(options.httpTimeout)}` })
+            ))
+          }
+          settle(Effect.fail(failed(answer.error)))
+        })
+      } catch (error) {
+        // refused by node before anything was written (e.g. a header it rejects)
+        outcome = Effect.fail(failed(error))
+      }
+      if (typeof traceId === "string" && latencyTraceOn()) traceWritten(traceId)
+      return Effect.callback<HttpAnswer, ExchangeUnavailable>((resume) => {
+        if (outcome !== undefined) return resume(outcome)
+        waiting = resume
+        return Effect.sync(() => {
+          waiting = undefined
+          abort()
+        })
       })
+    }
 
-    const request = <S extends Schema.Top & { readonly DecodingServices: never }>(
+    /** The request on the wire when this runs; interrupting the caller destroys it. No answer → ExchangeUnavailable. */
+    const send = (operation: string, method: string, path: string, query: string, inBody: boolean, traceId: unknown) =>
+      Effect.suspend(() => sendNow(operation, method, path, query, inBody, traceId))
+
+    /** What an answer means: the decoded body, or the error its status and body say. */
+    const interpret = <S extends Schema.Top & { readonly DecodingServices: never }>(
       operation: string,
-      method: "GET" | "POST" | "DELETE",
+      method: string,
       path: string,
-      params: Record<string, string | number>,
-      signed: boolean,
       schema: S,
-      signing: { readonly timestamp?: number | undefined; readonly recvWindowMs?: number | undefined } = {}
+      res: HttpAnswer
     ): Effect.Effect<S["Type"], ExchangeError> =>
       Effect.gen(function*() {
-        let query: string
-        if (signed) {
-          const timestamp = signing.timestamp ?? (yield* serverTime)
-          query = sign({ ...params, recvWindow: signing.recvWindowMs ?? options.recvWindowMs, timestamp: Math.round(timestamp) })
-        } else query = encodeParams(params)
-        const res = yield* send(operation, method, path, query, method !== "GET" && signed, params.newClientOrderId)
         const text = res.text
         yield* readUsage(res.headers)
         const status = res.status
@@ -494,6 +513,46 @@ export const make = (options: BinanceExchangeOptions) =>
         }
         return decoded.value as S["Type"]
       })
+
+    const request = <S extends Schema.Top & { readonly DecodingServices: never }>(
+      operation: string,
+      method: "GET" | "POST" | "DELETE",
+      path: string,
+      params: Record<string, string | number>,
+      signed: boolean,
+      schema: S,
+      signing: { readonly timestamp?: number | undefined; readonly recvWindowMs?: number | undefined } = {}
+    ): Effect.Effect<S["Type"], ExchangeError> =>
+      Effect.gen(function*() {
+        let query: string
+        if (signed) {
+          const timestamp = signing.timestamp ?? (yield* serverTime)
+          query = sign({ ...params, recvWindow: signing.recvWindowMs ?? options.recvWindowMs, timestamp: Math.round(timestamp) })
+        } else query = encodeParams(params)
+        const res = yield* send(operation, method, path, query, method !== "GET" && signed, params.newClientOrderId)
+        return yield* interpret(operation, method, path, schema, res)
+      })
+
+    const orderParams = (req: OrderRequest): Record<string, string | number> => ({
+      symbol: req.symbol,
+      side: req.side,
+      type: req.type,
+      ...(req.type === "LIMIT" ? { timeInForce: "GTC", price: req.price ?? "" } : {}),
+      quantity: req.quantity,
+      newClientOrderId: req.clientOrderId,
+      newOrderRespType: "FULL"
+    })
+
+    /**
+     * The order manager's first placement: signed and written before this returns (the caller's durable
+     * OrderSubmitted carries `timestamp`); the effect awaits the answer. No span, as `placeOrder`.
+     */
+    const placeOrderNow = (req: OrderRequest): Effect.Effect<ExchangeOrder, ExchangeError> => {
+      const params = orderParams(req)
+      const query = sign({ ...params, recvWindow: req.recvWindowMs ?? options.recvWindowMs, timestamp: Math.round(req.timestamp ?? serverTimeNow()) })
+      const answer = sendNow("placeOrder", "POST", ORDER_PATH, query, true, req.clientOrderId)
+      return Effect.flatMap(answer, (res) => Effect.map(interpret("placeOrder", "POST", ORDER_PATH, OrderWire, res), toOrder))
+    }
 
     const syncTime = Effect.gen(function*() {
       const before = yield* Clock.currentTimeMillis
@@ -591,24 +650,9 @@ export const make = (options: BinanceExchangeOptions) =>
       trades,
       historicalTrades,
       placeOrder: (req) =>
-        request(
-          "placeOrder",
-          "POST",
-          "/api/v3/order",
-          {
-            symbol: req.symbol,
-            side: req.side,
-            type: req.type,
-            ...(req.type === "LIMIT" ? { timeInForce: "GTC", price: req.price ?? "" } : {}),
-            quantity: req.quantity,
-            newClientOrderId: req.clientOrderId,
-            newOrderRespType: "FULL"
-          },
-          true,
-          OrderWire,
-          { timestamp: req.timestamp, recvWindowMs: req.recvWindowMs }
-        // no span: it sits between the tick and the order on the wire (the order manager's events trace it)
-        ).pipe(Effect.map(toOrder)),
+        request("placeOrder", "POST", ORDER_PATH, orderParams(req), true, OrderWire, { timestamp: req.timestamp, recvWindowMs: req.recvWindowMs })
+          // no span: it sits between the tick and the order on the wire (the order manager's events trace it)
+          .pipe(Effect.map(toOrder)),
       queryOrder: (symbol, clientOrderId) =>
         request("queryOrder", "GET", "/api/v3/order", { symbol, origClientOrderId: clientOrderId }, true, OrderWire).pipe(
           Effect.map(toOrder),
@@ -638,7 +682,8 @@ export const make = (options: BinanceExchangeOptions) =>
         ).pipe(Effect.map((info) => info.symbols.map(toRules))),
       syncTime,
       usage: Ref.get(usage),
-      serverTime
+      serverTime,
+      now: { serverTime: serverTimeNow, placeOrder: placeOrderNow }
     })
   })
 

@@ -244,7 +244,8 @@ export const makeInMemoryBus = (options: { readonly capacity?: number } = {}): B
         const assignment = nextAssignment()
         if (group !== undefined) group.assignment = assignment
         const current = { live: true }
-        const assigned = Effect.sync(() => current.live)
+        const assignedNow = () => current.live
+        const assigned = Effect.sync(assignedNow)
         yield* Effect.addFinalizer(() =>
           Effect.sync(() => {
             current.live = false
@@ -269,7 +270,7 @@ export const makeInMemoryBus = (options: { readonly capacity?: number } = {}): B
             const offset = position + i
             const entry = slice[i]
             if (entry.schema === topic.schema) {
-              out.push({ topic: topic.name, key: entry.key, value: entry.decoded as A, partition: 0, offset, assignment, assigned, commit: commitUpTo(offset) })
+              out.push({ topic: topic.name, key: entry.key, value: entry.decoded as A, partition: 0, offset, assignment, assigned, assignedNow, commit: commitUpTo(offset) })
               continue
             }
             let raw: string
@@ -289,6 +290,7 @@ export const makeInMemoryBus = (options: { readonly capacity?: number } = {}): B
                 offset,
                 assignment,
                 assigned,
+                assignedNow,
                 commit: commitUpTo(offset)
               })
             } else {
@@ -330,6 +332,12 @@ export const makeInMemoryBus = (options: { readonly capacity?: number } = {}): B
 
   return Bus.of({
     publish: (topic, key, value) => publishAll(topic, [{ key, value }]),
+    publishNow: (topic, key, value) => {
+      const log = logOf(topic.name)
+      if (!log.hasRoom(1)) return false
+      log.append([new ValueEntry(key, value, topic.schema, topicCodec(topic).encode as (a: unknown) => string)])
+      return true
+    },
     publishAll,
     subscribe,
     endOffsets: (topic) => Effect.sync(() => new Map([[0, logOf(topic.name).end]])),

@@ -34,6 +34,8 @@ export interface Delivery<A> {
   readonly assignment: number
   /** Whether that assignment is still current (false once the partition was revoked or the subscription ended). */
   readonly assigned: Effect.Effect<boolean>
+  /** The same, read at once (in-process buses: the order manager's first placement runs without the interpreter). */
+  readonly assignedNow?: () => boolean
   /** Marks this delivery and everything before it on its partition as handled by the group. */
   readonly commit: Effect.Effect<void, BusError>
 }
@@ -78,6 +80,12 @@ export interface BusShape {
    * counted, logged and committed; the stream goes on.
    */
   readonly subscribe: <A>(topic: Topic<A>, options: SubscribeOptions) => Stream.Stream<Delivery<A>, BusError>
+  /**
+   * In-process buses only: appends the message at once and returns true (it is then exactly as durable as `publish`
+   * makes it), or returns false, having done nothing, when that would have to wait (a full topic): use `publish`.
+   * The order manager's first placement makes its OrderSubmitted durable through it without the interpreter.
+   */
+  readonly publishNow?: <A>(topic: Topic<A>, key: string, value: A) => boolean
   /** Publishes an already-encoded payload as is (dead-letter forwarding, tests of undecodable input). */
   readonly publishRaw: (topic: string, key: string, value: string) => Effect.Effect<void, BusError>
   readonly endOffsets: (topic: Topic<any>) => Effect.Effect<EndOffsets, BusError>
@@ -392,7 +400,8 @@ export const namespaced = (prefix: string, bus: BusShape): BusShape => {
     lag: (topic, group) => bus.lag(at(topic), `${prefix}${group}`),
     ready: bus.ready,
     consuming: (topic, group) => bus.consuming(at(topic), `${prefix}${group}`),
-    ...(bus.assignments === undefined ? {} : { assignments: (topic, group) => bus.assignments!(at(topic), `${prefix}${group}`) })
+    ...(bus.assignments === undefined ? {} : { assignments: (topic, group) => bus.assignments!(at(topic), `${prefix}${group}`) }),
+    ...(bus.publishNow === undefined ? {} : { publishNow: (topic, key, value) => bus.publishNow!(at(topic), key, value) })
   }
 }
 

@@ -94,6 +94,15 @@ export interface ExchangeShape {
   readonly usage: Effect.Effect<RateUsage>
   /** The exchange's clock as we estimate it (our Clock + the offset from the last syncTime); no request is made. */
   readonly serverTime: Effect.Effect<number>
+  /**
+   * Synchronous forms for the order manager's first placement (the tick → order path), where the client has them:
+   * `serverTime` read at once, and `placeOrder` that signs and writes the request before it returns and gives back
+   * the effect that awaits its answer (the same answer and errors as `placeOrder`; interrupting it aborts the request).
+   */
+  readonly now?: {
+    readonly serverTime: () => number
+    readonly placeOrder: (request: OrderRequest) => Effect.Effect<ExchangeOrder, ExchangeError>
+  }
 }
 
 export class Exchange extends Context.Service<Exchange, ExchangeShape>()("autotrader/exchange/Exchange") {}

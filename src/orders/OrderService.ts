@@ -120,28 +120,37 @@ export const runOrders = (options: OrderManagerOptions) =>
           lane.running = false
           return Effect.void
         }))
+      const laneOf = (symbol: string): Lane => {
+        let lane = lanes.get(symbol)
+        if (lane === undefined) {
+          lane = { symbol, pending: [], running: false }
+          lanes.set(symbol, lane)
+        }
+        return lane
+      }
+      /** Runs `job` in the idle `lane`, then the lane's pending jobs, in a fiber of its own. */
+      const start = (lane: Lane, job: Effect.Effect<void, BusError>): Effect.Effect<void> => {
+        lane.running = true
+        return drain(lane, job).pipe(
+          Effect.annotateLogs({ lane: lane.symbol }),
+          Effect.catchCause((cause) => Cause.hasInterruptsOnly(cause) ? Effect.void : Deferred.failCause(failed, cause)),
+          Effect.forkIn(scope, { startImmediately: true }),
+          Effect.asVoid
+        )
+      }
       const enqueue = (symbol: string, job: Effect.Effect<void, BusError>): Effect.Effect<void> =>
         Effect.suspend(() => {
-          let lane = lanes.get(symbol)
-          if (lane === undefined) {
-            lane = { symbol, pending: [], running: false }
-            lanes.set(symbol, lane)
-          }
-          if (lane.running) {
-            lane.pending.push(job)
-            return Effect.void
-          }
-          lane.running = true
-          return drain(lane, job).pipe(
-            Effect.annotateLogs({ lane: symbol }),
-            Effect.catchCause((cause) => Cause.hasInterruptsOnly(cause) ? Effect.void : Deferred.failCause(failed, cause)),
-            Effect.forkIn(scope, { startImmediately: true }),
-            Effect.asVoid
-          )
+          const lane = laneOf(symbol)
+          if (!lane.running) return start(lane, job)
+          lane.pending.push(job)
+          return Effect.void
         })
 
       /** The fence of a drive started for `d`: its partition's assignment still current; catch-up with orders.events. */
-      const ownership = (d: Delivery<Approved>): Ownership => ({ owned: d.assigned, catchUp: events.caughtUp })
+      const ownership = (d: Delivery<Approved>): Ownership =>
+        d.assignedNow === undefined
+          ? { owned: d.assigned, catchUp: events.caughtUp }
+          : { owned: d.assigned, ownedNow: d.assignedNow, catchUp: events.caughtUp }
 
       /** symbol → the assignment of its signals.approved partition under which this instance took the symbol over */
       const ownedUnder = new Map<string, number>()
@@ -211,26 +220,39 @@ export const runOrders = (options: OrderManagerOptions) =>
           Effect.tapCause((cause) => Cause.hasInterruptsOnly(cause) ? Effect.void : Deferred.failCause(failed, cause))
         )
       })
+      /** After `d` was handled: commit it with everything handled before it, unless its partition moved meanwhile. */
+      const handled = (d: Delivery<Approved>) =>
+        Effect.gen(function*() {
+          // moved while it was handled: the new owner commits (a commit of an ended assignment is refused or stale)
+          if (!(yield* d.assigned)) return tracker.drop(d)
+          const committable = tracker.done(d)
+          if (committable !== undefined) yield* committer.commit([behind(committable)])
+        })
+      const job = (d: Delivery<Approved>) =>
+        Effect.gen(function*() {
+          // queued here before the partition moved to another instance: the new owner handles it (uncommitted)
+          if (!(yield* d.assigned)) {
+            tracker.drop(d)
+            return yield* Effect.logInfo("approval left to the partition's new owner", { signalId: d.value.id, partition: d.partition })
+          }
+          yield* manager.handle(d.value, ownership(d))
+          yield* handled(d)
+        })
+      const accept = (d: Delivery<Approved>): Effect.Effect<void> => {
+        traceMark(d.value.origin.tickId, "orders")
+        tracker.track(d)
+        const lane = laneOf(d.value.candidate.symbol)
+        if (!lane.running) {
+          // the tick → order path: an idle lane's new approval has its request written here, before the lane's fiber
+          // starts (see OrderManager.placeNow); the fiber then awaits its answer. Anything else goes through `handle`.
+          const placed = manager.placeNow(d.value, ownership(d))
+          if (placed !== undefined) return start(lane, Effect.andThen(placed, handled(d)))
+        }
+        return enqueue(lane.symbol, job(d))
+      }
       const consume = bus.subscribe(SignalsApproved, { group: ORDERS_GROUP }).pipe(
         Stream.runForEach((d) =>
-          Effect.gen(function*() {
-            if (ownedUnder.get(d.value.candidate.symbol) !== d.assignment) yield* takeOver(d)
-            traceMark(d.value.origin.tickId, "orders")
-            tracker.track(d)
-            const job = Effect.gen(function*() {
-              // queued here before the partition moved to another instance: the new owner handles it (uncommitted)
-              if (!(yield* d.assigned)) {
-                tracker.drop(d)
-                return yield* Effect.logInfo("approval left to the partition's new owner", { signalId: d.value.id, partition: d.partition })
-              }
-              yield* manager.handle(d.value, ownership(d))
-              // moved while it was handled: the new owner commits (a commit of an ended assignment is refused or stale)
-              if (!(yield* d.assigned)) return tracker.drop(d)
-              const committable = tracker.done(d)
-              if (committable !== undefined) yield* committer.commit([behind(committable)])
-            })
-            yield* enqueue(d.value.candidate.symbol, job)
-          })
+          ownedUnder.get(d.value.candidate.symbol) === d.assignment ? Effect.suspend(() => accept(d)) : Effect.andThen(takeOver(d), Effect.suspend(() => accept(d)))
         )
       )
       yield* Effect.raceFirst(consume, Deferred.await(failed))
