@@ -179,6 +179,8 @@ const describe = (value: unknown): string => {
 export const makeInMemoryBus = (options: { readonly capacity?: number } = {}): BusShape => {
   const capacity = options.capacity ?? 250_000
   const logs = new Map<string, TopicLog>()
+  /** The assignments of the subscriptions running now (each subscription's one partition, for its whole life). */
+  const liveAssignments = new Set<number>()
   const logOf = (name: string): TopicLog => {
     let log = logs.get(name)
     if (log === undefined) {
@@ -244,11 +246,12 @@ export const makeInMemoryBus = (options: { readonly capacity?: number } = {}): B
         const assignment = nextAssignment()
         if (group !== undefined) group.assignment = assignment
         const current = { live: true }
-        const assignedNow = () => current.live
-        const assigned = Effect.sync(assignedNow)
+        const assigned = Effect.sync(() => current.live)
+        liveAssignments.add(assignment)
         yield* Effect.addFinalizer(() =>
           Effect.sync(() => {
             current.live = false
+            liveAssignments.delete(assignment)
             if (group !== undefined) group.active = false
           })
         )
@@ -270,7 +273,7 @@ export const makeInMemoryBus = (options: { readonly capacity?: number } = {}): B
             const offset = position + i
             const entry = slice[i]
             if (entry.schema === topic.schema) {
-              out.push({ topic: topic.name, key: entry.key, value: entry.decoded as A, partition: 0, offset, assignment, assigned, assignedNow, commit: commitUpTo(offset) })
+              out.push({ topic: topic.name, key: entry.key, value: entry.decoded as A, partition: 0, offset, assignment, assigned, commit: commitUpTo(offset) })
               continue
             }
             let raw: string
@@ -290,7 +293,6 @@ export const makeInMemoryBus = (options: { readonly capacity?: number } = {}): B
                 offset,
                 assignment,
                 assigned,
-                assignedNow,
                 commit: commitUpTo(offset)
               })
             } else {
@@ -332,6 +334,7 @@ export const makeInMemoryBus = (options: { readonly capacity?: number } = {}): B
 
   return Bus.of({
     publish: (topic, key, value) => publishAll(topic, [{ key, value }]),
+    isAssigned: (assignment) => liveAssignments.has(assignment),
     publishNow: (topic, key, value) => {
       const log = logOf(topic.name)
       if (!log.hasRoom(1)) return false

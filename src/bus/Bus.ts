@@ -34,8 +34,6 @@ export interface Delivery<A> {
   readonly assignment: number
   /** Whether that assignment is still current (false once the partition was revoked or the subscription ended). */
   readonly assigned: Effect.Effect<boolean>
-  /** The same, read at once (in-process buses: the order manager's first placement runs without the interpreter). */
-  readonly assignedNow?: () => boolean
   /** Marks this delivery and everything before it on its partition as handled by the group. */
   readonly commit: Effect.Effect<void, BusError>
 }
@@ -80,6 +78,12 @@ export interface BusShape {
    * counted, logged and committed; the stream goes on.
    */
   readonly subscribe: <A>(topic: Topic<A>, options: SubscribeOptions) => Stream.Stream<Delivery<A>, BusError>
+  /**
+   * In-process buses only: whether the assignment numbered `assignment` (a Delivery's) is still current, read at once,
+   * from the bus's own state (a wrapper that rewrites deliveries cannot leave a stale answer behind: an assignment
+   * number the bus did not give out is never current). The order manager's first placement fences with it.
+   */
+  readonly isAssigned?: (assignment: number) => boolean
   /**
    * In-process buses only: appends the message at once and returns true (it is then exactly as durable as `publish`
    * makes it), or returns false, having done nothing, when that would have to wait (a full topic): use `publish`.
@@ -401,7 +405,8 @@ export const namespaced = (prefix: string, bus: BusShape): BusShape => {
     ready: bus.ready,
     consuming: (topic, group) => bus.consuming(at(topic), `${prefix}${group}`),
     ...(bus.assignments === undefined ? {} : { assignments: (topic, group) => bus.assignments!(at(topic), `${prefix}${group}`) }),
-    ...(bus.publishNow === undefined ? {} : { publishNow: (topic, key, value) => bus.publishNow!(at(topic), key, value) })
+    ...(bus.publishNow === undefined ? {} : { publishNow: (topic, key, value) => bus.publishNow!(at(topic), key, value) }),
+    ...(bus.isAssigned === undefined ? {} : { isAssigned: bus.isAssigned })
   }
 }
 

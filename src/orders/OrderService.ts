@@ -147,10 +147,11 @@ export const runOrders = (options: OrderManagerOptions) =>
         })
 
       /** The fence of a drive started for `d`: its partition's assignment still current; catch-up with orders.events. */
+      const isAssigned = bus.isAssigned
       const ownership = (d: Delivery<Approved>): Ownership =>
-        d.assignedNow === undefined
+        isAssigned === undefined
           ? { owned: d.assigned, catchUp: events.caughtUp }
-          : { owned: d.assigned, ownedNow: d.assignedNow, catchUp: events.caughtUp }
+          : { owned: d.assigned, ownedNow: () => isAssigned(d.assignment), catchUp: events.caughtUp }
 
       /** symbol → the assignment of its signals.approved partition under which this instance took the symbol over */
       const ownedUnder = new Map<string, number>()

@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber, Schema, Stream } from "effect"
 import { TestClock } from "effect/testing"
-import { Bus } from "../../src/bus/Bus.ts"
+import { Bus, nextAssignment } from "../../src/bus/Bus.ts"
 import { DeadLetters } from "../../src/domain/Topics.ts"
 import * as InMemoryBus from "../../layers/InMemoryBus.ts"
 import { busContract } from "./contract.ts"
@@ -116,4 +116,20 @@ describe("InMemoryBus wake order", () => {
       yield* Fiber.interrupt(observer)
       yield* Fiber.interrupt(stage)
     }).pipe(Effect.provide(InMemoryBus.layerTest())))
+})
+
+describe("InMemoryBus assignments read at once", () => {
+  it.effect("isAssigned: a delivery's assignment is current while its subscription runs, never after, never for a number the bus did not give out", () =>
+    Effect.gen(function*() {
+      const bus = InMemoryBus.makeInMemoryBus()
+      yield* bus.publish(Num, "k", { n: 1 })
+      const seen: Array<number> = []
+      const reader = yield* bus.subscribe(Num, { group: "g" }).pipe(Stream.runForEach((d) => Effect.sync(() => seen.push(d.assignment))), Effect.forkChild)
+      yield* Effect.yieldNow
+      assert.strictEqual(seen.length, 1)
+      assert.isTrue(bus.isAssigned!(seen[0]))
+      assert.isFalse(bus.isAssigned!(nextAssignment()))
+      yield* Fiber.interrupt(reader)
+      assert.isFalse(bus.isAssigned!(seen[0]), "ended with its subscription")
+    }))
 })

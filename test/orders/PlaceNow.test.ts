@@ -6,7 +6,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { BigDecimal, Deferred, Effect, Fiber, Layer, Stream } from "effect"
 import * as InMemoryBus from "../../layers/InMemoryBus.ts"
-import { Bus, type BusShape } from "../../src/bus/Bus.ts"
+import { Bus, type BusShape, type Delivery, nextAssignment } from "../../src/bus/Bus.ts"
 import type { Approved, OrderEvent } from "../../src/domain/Messages.ts"
 import { OrdersEvents, SignalsApproved } from "../../src/domain/Topics.ts"
 import { Exchange, type ExchangeOrder, type OrderRequest } from "../../src/exchange/Exchange.ts"
@@ -166,4 +166,25 @@ describe("the order stage's fast path", () => {
       yield* fake.answer(1)
       yield* until(Effect.map(bus.lag(SignalsApproved, ORDERS_GROUP), (lag) => lag === 0), "both approvals committed")
     }).pipe(Effect.scoped, Effect.provide(InMemoryBus.layerTest())))
+
+  it.effect("an approval delivered under an assignment that has ended is not placed: left to the partition's new owner, uncommitted", () =>
+    Effect.gen(function*() {
+      const inner = InMemoryBus.makeInMemoryBus()
+      // a rebalance played on the orders group: the delivery comes under an assignment already revoked
+      const revoked = nextAssignment()
+      const bus: BusShape = {
+        ...inner,
+        subscribe: (topic, subscription) =>
+          subscription.group !== ORDERS_GROUP
+            ? inner.subscribe(topic, subscription)
+            : inner.subscribe(topic, subscription).pipe(Stream.map((d: Delivery<any>) => ({ ...d, assignment: revoked, assigned: Effect.succeed(false) })))
+      }
+      const fake = fakeExchange(bus)
+      yield* runOrders(defaultOrderManagerOptions([BTC])).pipe(Effect.provideService(Exchange, fake.exchange), Effect.provideService(Bus, bus), Effect.forkScoped)
+      yield* until(bus.consuming(SignalsApproved, ORDERS_GROUP), "the order stage consuming")
+      yield* bus.publish(SignalsApproved, BTC, approval(1))
+      yield* realWait(50)
+      assert.strictEqual(fake.requests.length, 0, "no request under an ended assignment")
+      assert.strictEqual(yield* bus.lag(SignalsApproved, ORDERS_GROUP), 1, "not committed: the new owner handles it")
+    }).pipe(Effect.scoped))
 })
