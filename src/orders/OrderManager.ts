@@ -428,12 +428,6 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
           Effect.onExit(() => Effect.andThen(Metric.update(ordersSentBy({ symbol: r.symbol, side: r.side }), 1), announce(submitted))),
           Effect.result
         )
-        if (r.attempts > 0) {
-          // a retry or a resend, after a wait: catch up with what other instances wrote (an owner before us may have
-          // sent or settled it) before signing another request with the same client order id
-          yield* r.owner.catchUp
-          if (FINAL.has(r.status)) return { _tag: "Done" } as const
-        }
         if (result._tag === "Success") return { _tag: "Placed", order: result.success } as const
         const error = result.failure
         yield* countError(r, error)
