@@ -826,7 +826,10 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
       traceMark(approved.origin.tickId, "lane")
       const symbol = approved.candidate.symbol
       const symbolRules = rules.get(symbol)
-      if (records.has(approved.id) || symbolRules === undefined || Ref.getUnsafe(notBefore) !== 0) return undefined
+      if (records.has(approved.id) || symbolRules === undefined) return undefined
+      // a 429/418 hold not over yet (no clock read unless one was ever set)
+      const heldUntil = Ref.getUnsafe(notBefore)
+      if (heldUntil !== 0 && heldUntil > clock.currentTimeMillisUnsafe()) return undefined
       if (halted.size > 0 && (halted.has(symbol) || halted.has("*"))) return undefined
       const prepared = prepareMarketOrder(approved, symbolRules, approved.candidate.price)
       if (prepared._tag === "Refused" || !ownedNow()) return undefined

@@ -5,6 +5,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { BigDecimal, Deferred, Effect, Fiber, Layer, Stream } from "effect"
+import { TestClock } from "effect/testing"
 import * as InMemoryBus from "../../layers/InMemoryBus.ts"
 import { Bus, type BusShape, type Delivery, nextAssignment } from "../../src/bus/Bus.ts"
 import type { Approved, OrderEvent } from "../../src/domain/Messages.ts"
@@ -144,6 +145,10 @@ describe("placeNow: the first placement without the interpreter", () => {
       assert.isUndefined(manager.placeNow(approval(2, "SELL")), "held: not placed at once")
       assert.strictEqual(requests.length, 1)
       yield* Fiber.interrupt(first)
+      // once the hold is over, new approvals are placed at once again
+      yield* TestClock.adjust("31 seconds")
+      assert.isDefined(manager.placeNow(approval(3)), "placed at once after Retry-After")
+      assert.strictEqual(requests.length, 2)
     }))
 })
 
