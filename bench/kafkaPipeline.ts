@@ -47,8 +47,12 @@ export interface PipelineRun {
   readonly storeDrainSec?: number
   /** With `trace`: per hop of TRACE_HOPS, p50 and p99 ms over the measured orders (from the services' LATENCY_TRACE marks). */
   readonly hops?: ReadonlyArray<{ readonly hop: string; readonly n: number; readonly mean: number; readonly p50: number; readonly p99: number }>
-  /** With `trace`: per service, its event loop's delay (median of the 200 ms windows' p99, and the largest), ms. */
-  readonly loopDelay?: Record<string, { readonly p99: number; readonly max: number }>
+  /**
+   * With `trace`: per service, its event loop's delay (median of the 200 ms windows' p99, and the largest), ms; and
+   * over the windows of the measured orders, the share of the wall time its main thread was runnable but without a
+   * core (`waitPct`) and running (`cpuPct`), from /proc schedstat (NaN where unavailable).
+   */
+  readonly loopDelay?: Record<string, { readonly p99: number; readonly max: number; readonly waitPct: number; readonly cpuPct: number }>
 }
 
 /**
@@ -90,7 +94,9 @@ export const TRACE_HOPS: ReadonlyArray<readonly [from: string, to: string]> = [
 /** Joins the services' trace files (`<file>.<pid>`: `[tickId, point, at]` lines) with the simulator's timeline. */
 const traceHops = (file: string, timeline: ReadonlyArray<readonly [number, number, number]>, stageOf: ReadonlyMap<number, string>) => {
   /** per service: its event loop's delay, median over 200 ms windows of the window's p99, and the largest max */
-  const loops = new Map<string, { p99s: Array<number>; max: number }>()
+  const loops = new Map<string, { p99s: Array<number>; max: number; wall: number; wait: number; cpu: number }>()
+  const from = Math.min(...timeline.map((t) => t[1]))
+  const to = Math.max(...timeline.map((t) => t[2]))
   const dir = join(file, "..")
   const base = file.slice(dir.length + 1)
   const marks = new Map<number, Record<string, number>>()
@@ -100,11 +106,16 @@ const traceHops = (file: string, timeline: ReadonlyArray<readonly [number, numbe
       if (line === "") continue
       const [tickId, point, at] = JSON.parse(line) as [string, string, number]
       if (tickId.startsWith("~")) {
-        const [, pid, , p99, max] = JSON.parse(line) as [string, number, number, number, number]
+        const [, pid, , p99, max, at, wall, wait, cpu] = JSON.parse(line) as [string, number, number, number, number, number?, number?, number?, number?]
         const stage = stageOf.get(pid) ?? String(pid)
-        const l = loops.get(stage) ?? { p99s: [], max: 0 }
+        const l = loops.get(stage) ?? { p99s: [], max: 0, wall: 0, wait: 0, cpu: 0 }
         l.p99s.push(p99)
         l.max = Math.max(l.max, max)
+        if (at !== undefined && wall !== undefined && at - wall >= from && at <= to) {
+          l.wall += wall
+          l.wait += wait ?? Number.NaN
+          l.cpu += cpu ?? Number.NaN
+        }
         loops.set(stage, l)
         continue
       }
@@ -121,7 +132,9 @@ const traceHops = (file: string, timeline: ReadonlyArray<readonly [number, numbe
       if (at[from] !== undefined && at[to] !== undefined) per[i].push(at[to] - at[from])
     })
   }
-  const loopDelay = Object.fromEntries([...loops].map(([stage, l]) => [stage, { p99: pct(sorted(l.p99s), 50), max: l.max }]))
+  const loopDelay = Object.fromEntries(
+    [...loops].map(([stage, l]) => [stage, { p99: pct(sorted(l.p99s), 50), max: l.max, waitPct: (100 * l.wait) / l.wall, cpuPct: (100 * l.cpu) / l.wall }])
+  )
   const hops = TRACE_HOPS.map(([from, to], i) => {
     const l = sorted(per[i])
     // means add up along the path (medians do not): the share of each hop in the mean tick → order time
@@ -371,7 +384,10 @@ export const pipelineSection = async (
   const loopRow = (["ingest", "signals", "risk", "orders"] as const).map((stage) =>
     `${stage} ${tracedRuns.map((runs) => `${ms(median(runs.map((r) => r.loopDelay?.[stage]?.p99 ?? Number.NaN)))}/${ms(Math.max(...runs.map((r) => r.loopDelay?.[stage]?.max ?? Number.NaN)))}`).join(" vs ")}`
   ).join(", ")
-  const hopSection = `**Where the milliseconds go** (LATENCY_TRACE in every service, bench/kafkaPipeline.ts \`TRACE_HOPS\`; separate runs, since the marks cost CPU): per order, the time between two points of its tick's path; *mean / p50 / p99 ms* over the orders of a run (median of ${tracedRuns[0].length} runs). \`publish\`: the stage hands the batch to the bus; \`send\`: its produce request leaves; \`fetched\`: the next stage's consumer has the record; \`pulled\`: the stage takes it from the subscription's queue; \`acked\`: the producer has the broker's answer. Means add up along the path, medians do not. Traced runs: p50 ${tracedRuns.map((runs, i) => `${["kafkajs", "platformatic"][i]} ${spread(runs.map((r) => r.p50), ms)}`).join(", ")} ms. Event-loop delay per service (median of the 200 ms windows' p99 / largest, ms, kafkajs vs platformatic): ${loopRow}.
+  const waitRow = (["ingest", "signals", "risk", "orders"] as const).map((stage) =>
+    `${stage} ${tracedRuns.map((runs) => `${median(runs.map((r) => r.loopDelay?.[stage]?.waitPct ?? Number.NaN)).toFixed(1)}/${median(runs.map((r) => r.loopDelay?.[stage]?.cpuPct ?? Number.NaN)).toFixed(1)}`).join(" vs ")}`
+  ).join(", ")
+  const hopSection = `**Where the milliseconds go** (LATENCY_TRACE in every service, bench/kafkaPipeline.ts \`TRACE_HOPS\`; separate runs, since the marks cost CPU): per order, the time between two points of its tick's path; *mean / p50 / p99 ms* over the orders of a run (median of ${tracedRuns[0].length} runs). \`publish\`: the stage hands the batch to the bus; \`send\`: its produce request leaves; \`fetched\`: the next stage's consumer has the record; \`pulled\`: the stage takes it from the subscription's queue; \`acked\`: the producer has the broker's answer. Means add up along the path, medians do not. Traced runs: p50 ${tracedRuns.map((runs, i) => `${["kafkajs", "platformatic"][i]} ${spread(runs.map((r) => r.p50), ms)}`).join(", ")} ms. Event-loop delay per service (median of the 200 ms windows' p99 / largest, ms, kafkajs vs platformatic): ${loopRow}. While the orders were measured, each service's main thread was runnable but without a core / running, % of the wall time (its /proc schedstat; median of the runs, kafkajs vs platformatic): ${waitRow}.
 
 | hop | kafkajs | platformatic |
 |---|---|---|

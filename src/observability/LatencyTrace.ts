@@ -7,10 +7,20 @@
  * Off (the default) every call is one boolean test. The times are performance.timeOrigin + performance.now(), not
  * Effect's Clock: a diagnostic of sub-millisecond hops across processes, never an input to any decision.
  */
-import { appendFileSync } from "node:fs"
+import { appendFileSync, readFileSync } from "node:fs"
 import { monitorEventLoopDelay } from "node:perf_hooks"
 
 let file: string | undefined
+
+/** The calling thread's CPU time and run-queue wait, ns (/proc/thread-self/schedstat; undefined off Linux). */
+const schedstat = (): { readonly cpu?: number; readonly wait?: number } => {
+  try {
+    const [cpu, wait] = readFileSync("/proc/thread-self/schedstat", "utf8").split(" ").map(Number)
+    return { cpu, wait }
+  } catch {
+    return {}
+  }
+}
 /**
  * Per process (`autotrader service`, one stage per process): every mark is appended as `[tickId, point, at]`, in one
  * write every 200 ms, to `<file>.<pid>`; the reader joins the processes' lines by tick id. In one process (`run`)
@@ -28,12 +38,19 @@ export const enableLatencyTrace = (path: string, options: { readonly perProcess?
   if (options.perProcess !== true || perProcess !== undefined) return
   const out = { path: `${path}.${process.pid}`, lines: [] as Array<string> }
   perProcess = out
-  // the event loop's delay in each 200 ms, as a line of its own: ["~loop", pid, p50 ms, p99 ms, max ms]
+  // the event loop's delay in each 200 ms, as a line of its own: ["~loop", pid, p50 ms, p99 ms, max ms, at, wall ms,
+  // run-queue wait ms, CPU ms]; the last three from the main thread's schedstat (Linux; null elsewhere): the time it
+  // was runnable but had no core, against the time it ran, tells a stall spent waiting for a core from our own work
   const delay = monitorEventLoopDelay({ resolution: 1 })
   delay.enable()
+  let last = { at: traceNow(), ...schedstat() }
   const flush = () => {
     if (delay.count > 0) {
-      out.lines.push(`${JSON.stringify(["~loop", process.pid, delay.percentile(50) / 1e6, delay.percentile(99) / 1e6, delay.max / 1e6])}\n`)
+      const now = { at: traceNow(), ...schedstat() }
+      const ran = now.cpu === undefined || last.cpu === undefined ? null : (now.cpu - last.cpu) / 1e6
+      const waited = now.wait === undefined || last.wait === undefined ? null : (now.wait - last.wait) / 1e6
+      out.lines.push(`${JSON.stringify(["~loop", process.pid, delay.percentile(50) / 1e6, delay.percentile(99) / 1e6, delay.max / 1e6, now.at, now.at - last.at, waited, ran])}\n`)
+      last = now
       delay.reset()
     }
     if (out.lines.length === 0) return
