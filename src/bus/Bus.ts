@@ -167,13 +167,25 @@ export const topicCodec = <A>(topic: Topic<A>): TopicCodec<A> => {
   return codec
 }
 
+/** How a follower reads along (`follow`, `replayThenLive`). */
+export interface FollowOptions {
+  /**
+   * Woken off the publisher's path (`SubscribeOptions.observer`; default true): right for state that only has to be
+   * current before a stage's *next wait* (orders.events state, the operator view, the notifier). false for what must
+   * take effect before the next message of another topic is handled, on the publisher's turn: an operator's control
+   * (a /pause applied a microtask after its publish let a candidate decided in between be approved).
+   */
+  readonly observer?: boolean
+}
+
 /**
  * Everything on `topic` now (from the earliest offset) as `history`, then `live` messages from the same reader,
  * so a stage can rebuild its state before it acts and miss nothing in between. The reader lives in the caller's Scope.
  */
 export const replayThenLive = <A>(
   topic: Topic<A>,
-  group: string
+  group: string,
+  options: FollowOptions = {}
 ): Effect.Effect<
   { readonly history: ReadonlyArray<A>; readonly live: Stream.Stream<A, BusError> },
   BusError,
@@ -184,7 +196,7 @@ export const replayThenLive = <A>(
     const ends = yield* bus.endOffsets(topic)
     const pending = new Map<number, number>()
     for (const [partition, end] of ends) if (end > 0) pending.set(partition, end)
-    const pull = yield* Stream.toPull(bus.subscribe(topic, { group, ephemeral: true, observer: true }))
+    const pull = yield* Stream.toPull(bus.subscribe(topic, { group, ephemeral: true, observer: options.observer ?? true }))
     const history: Array<A> = []
     while (pending.size > 0) {
       const chunk = yield* pull.pipe(
@@ -248,7 +260,8 @@ export const follow = <A>(
   topic: Topic<A>,
   group: string,
   apply: (a: A) => void | Effect.Effect<void>,
-  within: Duration.Input = "60 seconds"
+  within: Duration.Input = "60 seconds",
+  options: FollowOptions = {}
 ): Effect.Effect<Follower, BusError, Bus | Scope.Scope> =>
   Effect.gen(function*() {
     const bus = yield* Bus
@@ -256,7 +269,7 @@ export const follow = <A>(
     let applied = 0
     let moved = Deferred.makeUnsafe<void, BusError>()
     const failed = { error: undefined as BusError | undefined }
-    yield* bus.subscribe(topic, { group, ephemeral: true, observer: true }).pipe(
+    yield* bus.subscribe(topic, { group, ephemeral: true, observer: options.observer ?? true }).pipe(
       Stream.runForEachArray((deliveries) =>
         Effect.gen(function*() {
           for (const d of deliveries) {

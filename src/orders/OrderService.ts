@@ -94,7 +94,8 @@ export const runOrders = (options: OrderManagerOptions) =>
       yield* manager.refreshRules.pipe(
         Effect.catch((e) => Effect.logWarning("exchange filters not loaded yet; will retry on first order", { error: e._tag }))
       )
-      const control = yield* replayThenLive(ControlTopic, `${ORDERS_GROUP}-control`)
+      // inline, not an observer: a /resume lifts the halts before an approval published after it is handled
+      const control = yield* replayThenLive(ControlTopic, `${ORDERS_GROUP}-control`, { observer: false })
       yield* control.live.pipe(Stream.runForEach((c) => Effect.sync(() => manager.control(c))), Effect.forkScoped)
 
       // a lane's failure ends the stage (the supervisor restarts it and it rebuilds from orders.events)

@@ -50,6 +50,7 @@ export const runRisk = (limits: RiskLimits) =>
       const approved = yield* follow(SignalsApproved, group, (a) => applyApproved(state, a))
       const orders = yield* follow(OrdersEvents, group, (e) => applyOrder(state, e))
       const rejected = yield* follow(SignalsRejected, group, (r) => applyRejected(state, r))
+      // inline, not an observer: a /pause is applied on its publisher's turn, before any candidate published after it
       const control = yield* follow(ControlTopic, group, (c) => {
         applyControl(state, c)
         if (!live) return
@@ -57,7 +58,7 @@ export const runRisk = (limits: RiskLimits) =>
           by: c.by,
           ...(c.symbol === undefined ? {} : { symbol: c.symbol })
         })
-      })
+      }, undefined, { observer: false })
       live = true
       yield* Effect.logInfo("risk state rebuilt", {
         orderEvents: orders.applied(),

@@ -230,6 +230,22 @@ describe("risk service (TestClock, in-memory bus)", () => {
       assert.strictEqual((yield* h.send("SHORT", 30))._tag, "Approved")
     }).pipe(Effect.provide(InMemoryBus.layerTest())))
 
+  it.effect("a pause takes effect for the very next candidate: published one after the other, no yield between", () =>
+    Effect.gen(function*() {
+      const h = yield* harness
+      assert.strictEqual((yield* h.send("LONG", 10))._tag, "Approved") // the gate is live
+      yield* h.fill(h.decisions[0])
+      for (let i = 0; i < 10; i++) yield* Effect.yieldNow
+      const before = h.decisions.length
+      // the operator's /pause returns; a candidate decided right after must see it (the control follower is inline,
+      // not an observer woken a microtask later, after the candidate's stage has run)
+      yield* h.bus.publish(ControlTopic, "control", { command: "pause", by: "test", ts: 0 })
+      yield* h.bus.publish(SignalsCandidate, "BTCUSDT", candidate("BTCUSDT", "SHORT", 20))
+      while (h.decisions.length === before) yield* Effect.yieldNow
+      const decision = h.decisions[before]
+      assert.strictEqual(decision._tag === "Rejected" && decision.reason, "Paused")
+    }).pipe(Effect.provide(InMemoryBus.layerTest())))
+
   it.effect("a restarted gate rebuilds pending approvals and the paused switch", () =>
     Effect.gen(function*() {
       const h = yield* harness
