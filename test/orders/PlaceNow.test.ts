@@ -11,11 +11,11 @@ import { Bus, type BusShape, type Delivery, nextAssignment } from "../../src/bus
 import type { Approved, OrderEvent } from "../../src/domain/Messages.ts"
 import { OrdersEvents, SignalsApproved } from "../../src/domain/Topics.ts"
 import { Exchange, type ExchangeOrder, type OrderRequest } from "../../src/exchange/Exchange.ts"
-import { type ExchangeError, ExchangeRateLimited } from "../../src/exchange/ExchangeErrors.ts"
+import { ExchangeApiError, type ExchangeError, ExchangeRateLimited } from "../../src/exchange/ExchangeErrors.ts"
 import { defaultOrderManagerOptions, makeOrderManager, type Ownership } from "../../src/orders/OrderManager.ts"
 import { clientOrderIdFor, rulesFromNumbers } from "../../src/orders/OrderPrep.ts"
 import { ORDERS_GROUP, runOrders } from "../../src/orders/OrderService.ts"
-import { candidate } from "../support/fixtures.ts"
+import { candidate, orderFilled } from "../support/fixtures.ts"
 import { eventually, realWait } from "../support/pipeline.ts"
 
 const BTC = "BTCUSDT"
@@ -150,6 +150,21 @@ describe("placeNow: the first placement without the interpreter", () => {
       assert.isDefined(manager.placeNow(approval(3)), "placed at once after Retry-After")
       assert.strictEqual(requests.length, 2)
     }))
+
+  it.effect("a symbol halted by a −1121 answer: its next approval is not placed at once; handle fails it, with no request", () =>
+    Effect.gen(function*() {
+      const { manager, requests, answer, events } = yield* setup()
+      const first = yield* Effect.forkChild(manager.placeNow(approval(1))!)
+      yield* answer(0, Effect.fail(new ExchangeApiError({ operation: "placeOrder", httpStatus: 400, code: -1121, msg: "Invalid symbol." })))
+      yield* Fiber.join(first)
+      const next = approval(2, "SELL")
+      assert.isUndefined(manager.placeNow(next), "halted: not placed at once")
+      yield* manager.handle(next)
+      const failed = events().find((e) => e.signalId === next.id)
+      assert.strictEqual(failed?._tag, "OrderFailed")
+      assert.isFalse(failed?._tag === "OrderFailed" && failed.reachedExchange)
+      assert.strictEqual(requests.length, 1, "no request for the halted symbol's next approval")
+    }))
 })
 
 describe("the order stage's fast path", () => {
@@ -171,6 +186,34 @@ describe("the order stage's fast path", () => {
       yield* fake.answer(1)
       yield* until(Effect.map(bus.lag(SignalsApproved, ORDERS_GROUP), (lag) => lag === 0), "both approvals committed")
     }).pipe(Effect.scoped, Effect.provide(InMemoryBus.layerTest())))
+
+  it.effect("orders.events full (a durable group that does not commit): no request until its OrderSubmitted is appended, then exactly one", () =>
+    Effect.gen(function*() {
+      const bus = InMemoryBus.makeInMemoryBus({ capacity: 2 })
+      // a durable reader of orders.events that holds what it has not committed; the topic filled up to capacity
+      const held: Array<Delivery<OrderEvent>> = []
+      yield* bus.subscribe(OrdersEvents, { group: "holder" }).pipe(Stream.runForEach((d) => Effect.sync(() => void held.push(d))), Effect.forkScoped)
+      yield* until(bus.consuming(OrdersEvents, "holder"), "the holder consuming")
+      const other = candidate("ETHUSDT", "LONG", 1, 100)
+      const filler = orderFilled({ symbol: "ETHUSDT", signalId: other.id, clientOrderId: clientOrderIdFor(other.id), side: "BUY", action: "OPEN", qty: 0.1, price: 100, origin: other.origin })
+      yield* bus.publishAll(OrdersEvents, [{ key: "ETHUSDT", value: filler }, { key: "ETHUSDT", value: filler }])
+      const fake = fakeExchange(bus)
+      yield* runOrders(defaultOrderManagerOptions([BTC])).pipe(Effect.provideService(Exchange, fake.exchange), Effect.provideService(Bus, bus), Effect.forkScoped)
+      yield* until(bus.consuming(SignalsApproved, ORDERS_GROUP), "the order stage consuming")
+      const a = approval(1)
+      yield* bus.publish(SignalsApproved, BTC, a)
+      yield* realWait(50)
+      assert.strictEqual(fake.requests.length, 0, "no request while its OrderSubmitted cannot be appended")
+      // the holder commits: room for the event, then the request, once
+      yield* until(Effect.sync(() => held.length >= 2), "the holder's deliveries")
+      yield* held[1].commit
+      yield* until(Effect.sync(() => fake.requests.length === 1), "the request")
+      const [sent] = fake.requests
+      assert.strictEqual(sent.request.clientOrderId, clientOrderIdFor(a.id))
+      assert.deepStrictEqual(sent.submittedBefore.map((e) => e.clientOrderId), [clientOrderIdFor(a.id)], "its OrderSubmitted appended first")
+      yield* realWait(50)
+      assert.strictEqual(fake.requests.length, 1, "exactly one request")
+    }).pipe(Effect.scoped))
 
   it.effect("an approval delivered under an assignment that has ended is not placed: left to the partition's new owner, uncommitted", () =>
     Effect.gen(function*() {
