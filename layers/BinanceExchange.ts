@@ -485,7 +485,9 @@ export const make = (options: BinanceExchangeOptions) =>
         yield* readUsage(res.headers)
         const status = res.status
         if (status === 429 || status === 418) {
-          const retryAfter = Number(res.headers.get("retry-after") ?? "")
+          // no header (or an empty one) is the default hold, not none: Number("") is 0
+          const header = res.headers.get("retry-after")?.trim()
+          const retryAfter = header === undefined || header === "" ? Number.NaN : Number(header)
           return yield* new ExchangeRateLimited({
             operation,
             httpStatus: status,

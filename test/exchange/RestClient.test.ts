@@ -1,14 +1,16 @@
 /**
  * The REST client's edges on real sockets: a request that gets no answer within EXCHANGE_HTTP_TIMEOUT fails as
  * ExchangeUnavailable (outcome unknown, so the order manager looks the order up) and its socket is closed; an
- * interrupted request is aborted on the wire; a refused connection is reported as never sent.
+ * interrupted request is aborted on the wire; a refused connection is reported as never sent; a 429/418 is
+ * ExchangeRateLimited with its Retry-After. Each for both forms of a placement (`placeOrder`, `now.placeOrder`).
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Duration, Effect, Exit, Fiber, Redacted } from "effect"
 import { createServer, type IncomingMessage, type Server } from "node:http"
 import type { AddressInfo } from "node:net"
 import * as BinanceExchange from "../../layers/BinanceExchange.ts"
-import { Exchange } from "../../src/exchange/Exchange.ts"
+import type { ExchangeOrder, ExchangeShape, OrderRequest } from "../../src/exchange/Exchange.ts"
+import type { ExchangeError } from "../../src/exchange/ExchangeErrors.ts"
 
 /** `server` listening on a free loopback port until the scope closes (its open connections cut then); its URL. */
 const listening = (server: Server) =>
@@ -78,56 +80,115 @@ const until = (condition: () => boolean, what: string) =>
 
 const order = { symbol: "BTCUSDT", side: "BUY", type: "MARKET", quantity: "0.001", clientOrderId: "at-test-1", timestamp: Date.now(), recvWindowMs: 5000 } as const
 
-describe("REST client", () => {
-  it.live("no answer within the timeout: ExchangeUnavailable (not 'not sent'), the request's socket closed", () =>
-    Effect.gen(function*() {
-      const server = yield* silentServer
-      const exchange = yield* exchangeAt(server.url, Duration.millis(300))
-      const started = Date.now()
-      const exit = yield* exchange.placeOrder(order).pipe(Effect.exit)
-      const elapsed = Date.now() - started
-      assert.isTrue(Exit.isFailure(exit))
-      const error = Exit.isFailure(exit) ? exit.cause.reasons[0] : undefined
-      assert.strictEqual(error?._tag, "Fail")
-      const failure = error?._tag === "Fail" ? error.error : undefined
-      assert.strictEqual(failure?._tag, "ExchangeUnavailable")
-      if (failure?._tag === "ExchangeUnavailable") {
-        assert.match(failure.reason, /timeout, no response within/)
-        assert.notStrictEqual(failure.notSent, true, "the request was written: its outcome is unknown")
-      }
-      assert.isAtLeast(elapsed, 250)
-      const req = yield* Deferred.await(server.received)
-      assert.strictEqual(req.url, "/api/v3/order")
-      assert.strictEqual(req.headers["x-mbx-apikey"], "key")
-      yield* Deferred.await(server.closed)
-    }).pipe(Effect.scoped))
+/** An HTTP server answering every request with `status`, `headers` and `body`. */
+const statusServer = (status: number, headers: Record<string, string>, body: string) =>
+  listening(createServer((req, res) => {
+    req.resume()
+    req.on("end", () => {
+      res.writeHead(status, { "Content-Type": "application/json", ...headers })
+      res.end(body)
+    })
+  }))
 
-  it.live("an interrupted request is aborted on the wire", () =>
+/**
+ * The two forms of an order placement: `placeOrder` (written when its effect runs) and `now.placeOrder` (written when
+ * called, the order manager's first placement; its effect awaits the answer). Same answers and errors.
+ */
+const forms: ReadonlyArray<{ readonly name: string; readonly place: (exchange: ExchangeShape, o: OrderRequest) => Effect.Effect<ExchangeOrder, ExchangeError> }> = [
+  { name: "placeOrder", place: (exchange, o) => exchange.placeOrder(o) },
+  { name: "now.placeOrder", place: (exchange, o) => Effect.suspend(() => exchange.now!.placeOrder(o)) }
+]
+
+for (const { name, place } of forms) {
+  describe(`REST client: ${name}`, () => {
+    it.live("no answer within the timeout: ExchangeUnavailable (not 'not sent'), the request's socket closed", () =>
+      Effect.gen(function*() {
+        const server = yield* silentServer
+        const exchange = yield* exchangeAt(server.url, Duration.millis(300))
+        const started = Date.now()
+        const exit = yield* place(exchange, order).pipe(Effect.exit)
+        const elapsed = Date.now() - started
+        assert.isTrue(Exit.isFailure(exit))
+        const error = Exit.isFailure(exit) ? exit.cause.reasons[0] : undefined
+        assert.strictEqual(error?._tag, "Fail")
+        const failure = error?._tag === "Fail" ? error.error : undefined
+        assert.strictEqual(failure?._tag, "ExchangeUnavailable")
+        if (failure?._tag === "ExchangeUnavailable") {
+          assert.match(failure.reason, /timeout, no response within/)
+          assert.notStrictEqual(failure.notSent, true, "the request was written: its outcome is unknown")
+        }
+        assert.isAtLeast(elapsed, 250)
+        const req = yield* Deferred.await(server.received)
+        assert.strictEqual(req.url, "/api/v3/order")
+        assert.strictEqual(req.headers["x-mbx-apikey"], "key")
+        yield* Deferred.await(server.closed)
+      }).pipe(Effect.scoped))
+
+    it.live("an interrupted request is aborted on the wire", () =>
+      Effect.gen(function*() {
+        const server = yield* silentServer
+        const exchange = yield* exchangeAt(server.url, Duration.hours(1))
+        const fiber = yield* place(exchange, order).pipe(Effect.forkChild)
+        yield* Deferred.await(server.received)
+        yield* Fiber.interrupt(fiber)
+        yield* Deferred.await(server.closed)
+      }).pipe(Effect.scoped))
+
+    it.live("a refused connection is reported as not sent", () =>
+      Effect.gen(function*() {
+        const server = yield* silentServer
+        const url = server.url
+        yield* Effect.callback<void>((resume) => {
+          server.server.close(() => resume(Effect.void))
+        })
+        const exchange = yield* exchangeAt(url, Duration.hours(1))
+        const failure = yield* place(exchange, order).pipe(Effect.flip)
+        assert.strictEqual(failure._tag, "ExchangeUnavailable")
+        if (failure._tag === "ExchangeUnavailable") {
+          assert.strictEqual(failure.notSent, true)
+          assert.match(failure.reason, /ECONNREFUSED/)
+        }
+      }).pipe(Effect.scoped))
+
+    const limited: ReadonlyArray<{ readonly status: number; readonly headers: Record<string, string>; readonly retryAfterMs: number }> = [
+      { status: 429, headers: { "Retry-After": "7" }, retryAfterMs: 7_000 },
+      { status: 418, headers: { "Retry-After": "300" }, retryAfterMs: 300_000 },
+      { status: 429, headers: {}, retryAfterMs: 60_000 },
+      { status: 418, headers: {}, retryAfterMs: 120_000 }
+    ]
+    for (const { status, headers, retryAfterMs } of limited) {
+      it.live(`${status}${"Retry-After" in headers ? ` with Retry-After: ${headers["Retry-After"]}` : " without Retry-After"}: ExchangeRateLimited, hold ${retryAfterMs} ms`, () =>
+        Effect.gen(function*() {
+          const url = yield* statusServer(status, headers, `{"code":-1003,"msg":"Too many requests."}`)
+          const exchange = yield* exchangeAt(url, Duration.seconds(5))
+          const failure = yield* place(exchange, order).pipe(Effect.flip)
+          assert.strictEqual(failure._tag, "ExchangeRateLimited")
+          if (failure._tag === "ExchangeRateLimited") {
+            assert.deepStrictEqual([failure.operation, failure.httpStatus, failure.retryAfterMs], ["placeOrder", status, retryAfterMs])
+            assert.match(failure.msg, /Too many requests/)
+          }
+        }).pipe(Effect.scoped))
+    }
+  })
+}
+
+describe("REST client: now.placeOrder", () => {
+  it.live("the request is on the wire before the effect runs (its effect only awaits the answer)", () =>
     Effect.gen(function*() {
       const server = yield* silentServer
       const exchange = yield* exchangeAt(server.url, Duration.hours(1))
-      const fiber = yield* exchange.placeOrder(order).pipe(Effect.forkChild)
-      yield* Deferred.await(server.received)
+      const answer = exchange.now!.placeOrder(order) // not run
+      const req = yield* Deferred.await(server.received)
+      assert.strictEqual(req.url, "/api/v3/order")
+      // interrupting the awaiting effect aborts the request
+      const fiber = yield* Effect.forkChild(answer)
+      yield* Effect.yieldNow
       yield* Fiber.interrupt(fiber)
       yield* Deferred.await(server.closed)
     }).pipe(Effect.scoped))
+})
 
-  it.live("a refused connection is reported as not sent", () =>
-    Effect.gen(function*() {
-      const server = yield* silentServer
-      const url = server.url
-      yield* Effect.callback<void>((resume) => {
-        server.server.close(() => resume(Effect.void))
-      })
-      const exchange = yield* exchangeAt(url, Duration.hours(1))
-      const failure = yield* exchange.placeOrder(order).pipe(Effect.flip)
-      assert.strictEqual(failure._tag, "ExchangeUnavailable")
-      if (failure._tag === "ExchangeUnavailable") {
-        assert.strictEqual(failure.notSent, true)
-        assert.match(failure.reason, /ECONNREFUSED/)
-      }
-    }).pipe(Effect.scoped))
-
+describe("REST client", () => {
   it.live("after an order's answer the next order's connection is opened ahead and the next order goes out on it", () =>
     Effect.gen(function*() {
       const server = yield* answeringServer
