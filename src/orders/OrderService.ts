@@ -247,6 +247,12 @@ export const runOrders = (options: OrderManagerOptions) =>
         if (!lane.running) {
           // the tick → order path: an idle lane's new approval has its request written here, before the lane's fiber
           // starts (see OrderManager.placeNow); the fiber then awaits its answer. Anything else goes through `handle`.
+          // The request is on the wire once placeNow returns; the lane's fiber is forked only when the effect returned
+          // below runs. An interrupt in between (this consume fiber's, i.e. the stage ending: `failed` won the race
+          // or the supervisor stopped it) leaves the request sent with its answer not awaited. Safe: its OrderSubmitted
+          // is already durable on orders.events, so the restarted stage finds the order in flight and reconciles it
+          // (looks it up) before the symbol's next approval. `lane.running` (set by `start` before that effect runs)
+          // is then left true, but only in the `lanes` of the stage that ended: a restart builds its own.
           const placed = manager.placeNow(d.value, ownership(d))
           if (placed !== undefined) return start(lane, Effect.andThen(placed, handled(d)))
         }
