@@ -13,8 +13,9 @@
 #   KAFKA_CACHE_DIR      jars, config, data, pid and log (default <repo>/.cache/kafka, git-ignored); brokers on
 #                        different ports can share it (pid, log and config files are per port)
 #   KAFKA_DATA_DIR       log.dirs (default $KAFKA_CACHE_DIR/data-$KAFKA_PORT)
-#   KAFKA_HEAP           JVM heap, fixed (-Xms = -Xmx; default 1g)
-#   KAFKA_GC_OPTS        the JVM's collector flags (default -XX:+UseZGC: pauses under 0.1 ms; see cmd_start)
+#   KAFKA_HEAP           JVM heap, fixed (-Xms = -Xmx; default 512m)
+#   KAFKA_GC_OPTS        the JVM's collector flags (default G1 with a 20 ms pause goal; "-XX:+UseZGC": pauses under
+#                        0.1 ms at more CPU per message, with KAFKA_HEAP=1g; see cmd_start)
 #   KAFKA_START_TIMEOUT  seconds to wait for the broker to answer (default 90)
 set -euo pipefail
 
@@ -25,7 +26,7 @@ VERSION="${KAFKA_VERSION:-4.1.2}"
 CACHE="${KAFKA_CACHE_DIR:-$ROOT/.cache/kafka}"
 LIB="$CACHE/$VERSION/lib"
 DATA="${KAFKA_DATA_DIR:-$CACHE/data-$PORT}"
-HEAP="${KAFKA_HEAP:-1g}"
+HEAP="${KAFKA_HEAP:-512m}"
 START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
 # Several brokers may run at once from one cache dir (e.g. a test's own broker beside the shared one): every
 # per-broker file is named by port. The default port keeps the historical names, so a broker started by an older
@@ -203,16 +204,17 @@ cmd_start() {
   # Class-data sharing: the first clean stop dumps the loaded classes, later starts map them (about 1 s faster).
   local cds="$CACHE/$VERSION/classes.jsa" cds_opt
   if [[ -f "$cds" ]]; then cds_opt="-XX:SharedArchiveFile=$cds"; else cds_opt="-XX:ArchiveClassesAtExit=$cds"; fi
-  # The collector: ZGC, whose pauses stay under 0.1 ms. G1 (with a 20 ms pause goal) kept eden at its floor, 12 MB
-  # of a 256 MB heap, since on two shared cores its pauses overran the goal whatever the size: at 1,000 ticks/s it
-  # stopped the broker every 2-3 s for 8-56 ms, each pause a stall of every hop in flight; with a young generation
-  # of 30 % of a 1 GB heap it stopped every 3-5 min, for 100-970 ms (what survives minutes-long intervals is copied).
-  # ZGC costs the broker ~3 us more CPU per tick (catch-up mode, 5.4 -> 8.6 us). KAFKA_GC_OPTS replaces the collector
-  # flags (e.g. "-XX:+UseG1GC -XX:MaxGCPauseMillis=20"); the GC log (two 5 MB files) shows the pauses:
+  # The collector: G1 with a 20 ms pause goal. On two shared cores its pauses overrun the goal, so it keeps eden near
+  # its floor and stops the broker every 2-3 s at 1,000 ticks/s for 8-56 ms, each a stall of every hop in flight.
+  # ZGC (KAFKA_GC_OPTS=-XX:+UseZGC, KAFKA_HEAP=1g) pauses under 0.1 ms but costs the broker ~3 us more CPU per message
+  # (catch-up mode 5.4 -> 8.6 us) and runs its own threads beside the services: in the quiet benches of 2026-12-02
+  # the five services sustained 10,000 ticks/s over it against 20,000 over G1, both clients, with tick -> order
+  # latency within the runs' spread (BENCHMARKS.md, section 2), so it is not the default. A larger G1 young
+  # generation stopped every 3-5 min for 100-970 ms instead. The GC log (two 5 MB files) shows the pauses:
   # `grep -i pause "$GCLOG"`.
   local gc_opts
   # shellcheck disable=SC2206 # KAFKA_GC_OPTS is a list of JVM flags, split on spaces
-  gc_opts=(${KAFKA_GC_OPTS:--XX:+UseZGC})
+  gc_opts=(${KAFKA_GC_OPTS:--XX:+UseG1GC -XX:MaxGCPauseMillis=20})
   gc_opts=(-Xms"$HEAP" -Xmx"$HEAP" "${gc_opts[@]}" "-Xlog:gc,gc+phases:file=$GCLOG:time,uptime:filecount=2,filesize=5m")
   # setsid: the broker outlives the shell that started it and gets none of its terminal signals.
   setsid java "${gc_opts[@]}" -XX:+ExitOnOutOfMemoryError \
