@@ -748,6 +748,23 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
         )
       }).pipe(Effect.annotateLogs({ clientOrderId: r.clientOrderId }))
 
+    /** A new approval's record before its first attempt (quantity as approved; the exact one comes from OrderPrep). */
+    const newRecord = (approved: Approved, owner: Ownership): OrderRecord => ({
+      signalId: approved.id,
+      clientOrderId: clientOrderIdFor(approved.id),
+      symbol: approved.candidate.symbol,
+      side: approved.orderSide,
+      action: approved.action,
+      qty: approved.qty,
+      origin: approved.origin,
+      status: "submitted",
+      attempts: 0,
+      signedAt: 0,
+      recvWindowMs: options.recvWindowMs,
+      reachedExchange: false,
+      owner
+    })
+
     // untraced: a span per approval sat between the tick and its order on the wire (the order's events trace it)
     const handle = Effect.fnUntraced(function*(approved: Approved, owner: Ownership = soleOwner) {
       traceMark(approved.origin.tickId, "lane")
@@ -765,21 +782,7 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
       }
       const ts = yield* now
       const symbol = approved.candidate.symbol
-      const r: OrderRecord = {
-        signalId: approved.id,
-        clientOrderId: clientOrderIdFor(approved.id),
-        symbol,
-        side: approved.orderSide,
-        action: approved.action,
-        qty: approved.qty,
-        origin: approved.origin,
-        status: "submitted",
-        attempts: 0,
-        signedAt: 0,
-        recvWindowMs: options.recvWindowMs,
-        reachedExchange: false,
-        owner
-      }
+      const r = newRecord(approved, owner)
       decidedAt.set(approved.id, approved.ts)
       const haltReason = halted.get(symbol) ?? halted.get("*")
       if (haltReason !== undefined) {
@@ -833,22 +836,7 @@ export const makeOrderManager = (options: OrderManagerOptions) =>
       if (halted.size > 0 && (halted.has(symbol) || halted.has("*"))) return undefined
       const prepared = prepareMarketOrder(approved, symbolRules, approved.candidate.price)
       if (prepared._tag === "Refused" || !ownedNow()) return undefined
-      const r: OrderRecord = {
-        signalId: approved.id,
-        clientOrderId: prepared.request.clientOrderId,
-        symbol,
-        side: approved.orderSide,
-        action: approved.action,
-        qty: prepared.quantity,
-        quantityText: prepared.request.quantity,
-        origin: approved.origin,
-        status: "submitted",
-        attempts: 0,
-        signedAt: 0,
-        recvWindowMs: options.recvWindowMs,
-        reachedExchange: false,
-        owner
-      }
+      const r: OrderRecord = { ...newRecord(approved, owner), qty: prepared.quantity, quantityText: prepared.request.quantity }
       traceMark(r.origin.tickId, "submit")
       const signedAt = now.serverTime()
       const submitted = submittedEvent(r, clock.currentTimeMillisUnsafe(), signedAt)
