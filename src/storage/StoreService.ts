@@ -194,17 +194,23 @@ export const makeStoreSink = (
       return queue
     }
 
+    /** The oldest offset of `partition` still buffered or being written: a checkpoint below it is safe to commit. */
+    const floorOf = (partition: number): number => {
+      let floor = Number.POSITIVE_INFINITY
+      for (const b of buffers.values()) {
+        const first = b.firstOffset.get(partition)
+        if (first !== undefined && first < floor) floor = first
+      }
+      for (const { buffer } of behind) {
+        const first = buffer.firstOffset.get(partition)
+        if (first !== undefined && first < floor) floor = first
+      }
+      return floor
+    }
+
     const commitSafe = Effect.gen(function*() {
       for (const [partition, queue] of checkpoints) {
-        let floor = Number.POSITIVE_INFINITY
-        for (const b of buffers.values()) {
-          const first = b.firstOffset.get(partition)
-          if (first !== undefined && first < floor) floor = first
-        }
-        for (const { buffer } of behind) {
-          const first = buffer.firstOffset.get(partition)
-          if (first !== undefined && first < floor) floor = first
-        }
+        const floor = floorOf(partition)
         let safe: Delivery<Tick> | undefined
         let n = 0
         while (n < queue.length && queue[n].offset < floor) safe = queue[n++]
@@ -299,17 +305,7 @@ export const makeStoreSink = (
     /** Is there a checkpoint below what is still buffered or being written (what `commitSafe` would commit)? */
     const commitDue = (): boolean => {
       for (const [partition, queue] of checkpoints) {
-        if (queue.length === 0) continue
-        let floor = Number.POSITIVE_INFINITY
-        for (const b of buffers.values()) {
-          const first = b.firstOffset.get(partition)
-          if (first !== undefined && first < floor) floor = first
-        }
-        for (const { buffer } of behind) {
-          const first = buffer.firstOffset.get(partition)
-          if (first !== undefined && first < floor) floor = first
-        }
-        if (queue[0].offset < floor) return true
+        if (queue.length > 0 && queue[0].offset < floorOf(partition)) return true
       }
       return false
     }
