@@ -24,6 +24,30 @@ const listParquet = (root: string) =>
 
 const options = (dataDir: string, over: Partial<StoreOptions> = {}): StoreOptions => ({ ...defaultStoreOptions, dataDir, ...over })
 
+/** A TickStore whose writes are scripted per call (n = 1, 2, …), for the sink's background-write tests. */
+const scriptedStore = (write: (n: number, key: TickStore.PartitionKey, columns: TickStore.TickColumns) => Effect.Effect<TickStore.WrittenFile, TickStore.StoreError>) =>
+  Effect.map(Ref.make(0), (calls) =>
+    Layer.succeed(
+      TickStore.TickStore,
+      TickStore.TickStore.of({
+        dataDir: "memory",
+        cleanTemp: Effect.succeed([]),
+        write: (key, columns) => Effect.flatMap(Ref.updateAndGet(calls, (k) => k + 1), (n) => write(n, key, columns))
+      })
+    ))
+
+/** A BTCUSDT delivery at `offset` (trade id offset + 1) whose commit records its offset in `committed`. */
+const deliveryTo = (committed: Array<number>) => (offset: number): Delivery<Tick> => ({
+  topic: MarketRaw.name,
+  key: "BTCUSDT",
+  value: mkTick("BTCUSDT", offset + 1, T0 + offset, 100),
+  partition: 0,
+  assignment: 1,
+  assigned: Effect.succeed(true),
+  offset,
+  commit: Effect.sync(() => void committed.push(offset))
+})
+
 describe("tick store", () => {
   it.effect("writes a Hive tree by symbol and UTC date, hourly files, read back by DuckDB with exact types and values", () =>
     Effect.gen(function*() {
@@ -129,32 +153,15 @@ describe("tick store", () => {
     Effect.gen(function*() {
       const committed: Array<number> = []
       const release = yield* Deferred.make<void>()
-      const calls = yield* Ref.make(0)
       // write 1 waits for `release`; write 2 fails; the rest succeed
-      const store = Layer.succeed(
-        TickStore.TickStore,
-        TickStore.TickStore.of({
-          dataDir: "memory",
-          cleanTemp: Effect.succeed([]),
-          write: (key, columns) =>
-            Effect.gen(function*() {
-              const n = yield* Ref.updateAndGet(calls, (k) => k + 1)
-              if (n === 1) yield* Deferred.await(release)
-              if (n === 2) return yield* new TickStore.StoreError({ operation: "copy", path: "x", message: "disk full" })
-              return { path: `${key.symbol}-${n}`, rows: columns.length, bytes: 0 }
-            })
+      const store = yield* scriptedStore((n, key, columns) =>
+        Effect.gen(function*() {
+          if (n === 1) yield* Deferred.await(release)
+          if (n === 2) return yield* new TickStore.StoreError({ operation: "copy", path: "x", message: "disk full" })
+          return { path: `${key.symbol}-${n}`, rows: columns.length, bytes: 0 }
         })
       )
-      const delivery = (offset: number): Delivery<Tick> => ({
-        topic: MarketRaw.name,
-        key: "BTCUSDT",
-        value: mkTick("BTCUSDT", offset + 1, T0 + offset, 100),
-        partition: 0,
-        assignment: 1,
-        assigned: Effect.succeed(true),
-        offset,
-        commit: Effect.sync(() => void committed.push(offset))
-      })
+      const delivery = deliveryTo(committed)
       yield* Effect.scoped(
         Effect.gen(function*() {
           const sink = yield* makeStoreSink({ flushRows: 3, flushInterval: Duration.hours(1), idleFlush: Duration.hours(1) })
@@ -179,35 +186,18 @@ describe("tick store", () => {
       const committed: Array<number> = []
       const files: Array<ReadonlyArray<number>> = []
       const release = yield* Deferred.make<void>()
-      const calls = yield* Ref.make(0)
       // write 1 succeeds, write 2 waits for `release` and then fails
-      const store = Layer.succeed(
-        TickStore.TickStore,
-        TickStore.TickStore.of({
-          dataDir: "memory",
-          cleanTemp: Effect.succeed([]),
-          write: (key, columns) =>
-            Effect.gen(function*() {
-              const n = yield* Ref.updateAndGet(calls, (k) => k + 1)
-              if (n === 2) {
-                yield* Deferred.await(release)
-                return yield* new TickStore.StoreError({ operation: "copy", path: "x", message: "disk full" })
-              }
-              files.push(Array.from(columns.tradeId.subarray(0, columns.length)))
-              return { path: `${key.symbol}-${n}`, rows: columns.length, bytes: 0 }
-            })
+      const store = yield* scriptedStore((n, key, columns) =>
+        Effect.gen(function*() {
+          if (n === 2) {
+            yield* Deferred.await(release)
+            return yield* new TickStore.StoreError({ operation: "copy", path: "x", message: "disk full" })
+          }
+          files.push(Array.from(columns.tradeId.subarray(0, columns.length)))
+          return { path: `${key.symbol}-${n}`, rows: columns.length, bytes: 0 }
         })
       )
-      const delivery = (offset: number): Delivery<Tick> => ({
-        topic: MarketRaw.name,
-        key: "BTCUSDT",
-        value: mkTick("BTCUSDT", offset + 1, T0 + offset, 100),
-        partition: 0,
-        assignment: 1,
-        assigned: Effect.succeed(true),
-        offset,
-        commit: Effect.sync(() => void committed.push(offset))
-      })
+      const delivery = deliveryTo(committed)
       yield* Effect.scoped(
         Effect.gen(function*() {
           const sink = yield* makeStoreSink({ flushRows: 2, flushInterval: Duration.hours(1), idleFlush: Duration.hours(1) })
